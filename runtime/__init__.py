@@ -1,0 +1,1 @@
+"""Lean inference path for fundus vessel segmentation (numpy, OpenCV, ONNX Runtime; never torch)."""

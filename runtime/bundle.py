@@ -1,0 +1,121 @@
+"""The model bundle: a folder of ONNX files and ``model.json``, the contract after training.
+
+``model.json`` holds everything a runtime needs (preprocessing, tiling, output class, threshold)
+plus provenance (architecture, training recipe, metrics, tool versions, sha256 of each file).
+It contains no JSON ``null`` so that OpenCV's ``cv::FileStorage`` reads it in the C++ runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.imageio import write_json
+from runtime.preprocess import PreprocessConfig
+
+BUNDLE_FORMAT = "fundus-bundle/1"
+MODEL_JSON = "model.json"
+# precision name -> key in model.json "files"
+PRECISION_FILES = {"fp32": "model.onnx", "fp32_static": "model.static.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "unet-drive-chase"
+
+
+class BundleError(ValueError):
+    """A bundle folder that is missing, incomplete or whose files do not match ``model.json``."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its folder and parsed ``model.json``."""
+
+    root: Path
+    meta: dict
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.meta["preprocess"])
+
+    @property
+    def tile(self) -> int:
+        return int(self.meta["tiling"]["tile"])
+
+    @property
+    def overlap(self) -> int:
+        return int(self.meta["tiling"]["overlap"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    @property
+    def vessel_index(self) -> int:
+        return int(self.meta["output"]["vessel_index"])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.meta["input"]["channels"])
+
+    def has(self, precision: str) -> bool:
+        return precision in self.meta.get("files", {})
+
+    def model_path(self, precision: str = "fp32", verify: bool = True) -> Path:
+        """Path of the ONNX file for ``precision``; checks its sha256 against ``model.json``."""
+        files = self.meta.get("files", {})
+        if precision not in files:
+            have = ", ".join(sorted(files)) or "none"
+            raise BundleError(f"{self.root}: no {precision} model in {MODEL_JSON} (has: {have})")
+        entry = files[precision]
+        path = self.root / entry["path"]
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in {MODEL_JSON} but missing")
+        if verify and sha256_file(path) != entry["sha256"]:
+            raise BundleError(f"{path}: sha256 does not match {MODEL_JSON} (file changed or corrupted)")
+        return path
+
+    def save(self) -> None:
+        """Write ``model.json`` atomically."""
+        write_json(self.root / MODEL_JSON, self.meta)
+
+    def register_file(self, precision: str, path: Path, **extra: object) -> None:
+        """Record a model file (path relative to the bundle, sha256, size) under ``precision``."""
+        self.meta.setdefault("files", {})[precision] = {
+            "path": os.path.relpath(path, self.root),
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+            **extra,
+        }
+
+
+def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
+    """Load and validate a bundle folder (default: the shipped model in ``models/``)."""
+    folder = Path(root) if root is not None else DEFAULT_BUNDLE
+    meta_path = folder / MODEL_JSON
+    if not meta_path.is_file():
+        raise BundleError(f"{folder}: not a model bundle ({MODEL_JSON} missing)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{meta_path}: not valid JSON ({exc})") from exc
+    for key in ("preprocess", "tiling", "output", "threshold", "input", "files"):
+        if key not in meta:
+            raise BundleError(f"{meta_path}: required key {key!r} missing")
+    bundle = Bundle(folder, meta)
+    try:
+        bundle.preprocess  # noqa: B018 - validates values
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{meta_path}: bad preprocess section ({exc})") from exc
+    if bundle.in_channels != 1:
+        raise BundleError(f"{meta_path}: input channels {bundle.in_channels} not supported (expected 1)")
+    return bundle

@@ -1,0 +1,105 @@
+"""Image reading (any common format, 8/16-bit, gray/RGB/RGBA) and atomic file writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm")
+
+
+class ImageReadError(ValueError):
+    """An input file that is missing, empty or not a readable image."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as RGB (or gray) numpy array, keeping 16-bit depth; GIFs go through Pillow."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise ImageReadError(f"{p}: file is empty")
+    image = None
+    if p.suffix.lower() != ".gif":
+        data = np.fromfile(p, dtype=np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        image = _read_with_pillow(p)
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA) if p.suffix.lower() != ".gif" else image
+        image = image[:, :, :3]
+    elif image.ndim == 3 and image.shape[2] == 3 and p.suffix.lower() != ".gif":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.size == 0:
+        raise ImageReadError(f"{p}: image has no pixels")
+    return np.ascontiguousarray(image)
+
+
+def _read_with_pillow(p: Path) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - pillow is in the runtime extra
+        raise ImageReadError(f"{p}: cannot decode (OpenCV failed and Pillow is not installed)") from exc
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.mode in ("P", "PA", "1", "LA"):
+                im = im.convert("L") if im.mode in ("1", "L", "LA") else im.convert("RGB")
+            elif im.mode not in ("L", "RGB", "RGBA", "I;16", "I"):
+                im = im.convert("RGB")
+            return np.array(im)
+    except Exception as exc:  # Pillow raises many types for bad files
+        raise ImageReadError(f"{p}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a label or mask image as a boolean array (any non-zero pixel is true)."""
+    image = read_image(path)
+    if image.ndim == 3:
+        image = image.max(axis=2)
+    return image > 127 if image.max() > 1 else image > 0
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an image atomically (temp file + rename); RGB input is stored as RGB."""
+    p = Path(path)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(p.suffix or ".png", image)
+    if not ok:
+        raise OSError(f"{p}: OpenCV could not encode the image")
+    _atomic_write_bytes(p, encoded.tobytes())
+
+
+def write_json(path: str | os.PathLike, payload: object) -> None:
+    """Write JSON atomically, indented and with a trailing newline."""
+    _atomic_write_bytes(Path(path), (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes atomically."""
+    _atomic_write_bytes(Path(path), data)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

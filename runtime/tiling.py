@@ -1,0 +1,122 @@
+"""Cut an image into fixed-size tiles (cropped, never resampled) and stitch predictions back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets along one axis so that tiles of ``tile`` px cover ``length`` px.
+
+    The last tile is aligned to the end, so no tile reaches past the (padded) image.
+    """
+    if tile <= 0 or stride <= 0 or stride > tile:
+        raise ValueError(f"need 0 < stride <= tile, got tile={tile} stride={stride}")
+    if length <= tile:
+        return [0]
+    origins = list(range(0, length - tile + 1, stride))
+    if origins[-1] != length - tile:
+        origins.append(length - tile)
+    return origins
+
+
+def blend_window(tile: int, floor: float = 0.05) -> np.ndarray:
+    """Separable tent window (peak 1 at the centre, ``floor`` at the borders) for blending."""
+    ramp = 1.0 - np.abs(np.linspace(-1.0, 1.0, tile, dtype=np.float64))
+    ramp = np.maximum(ramp, floor)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The tiling of one image: its size, the padded size and every tile's top-left corner."""
+
+    height: int
+    width: int
+    tile: int
+    stride: int
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return max(self.height, self.tile), max(self.width, self.tile)
+
+    @property
+    def origins(self) -> list[tuple[int, int]]:
+        ph, pw = self.padded_shape
+        ys = tile_origins(ph, self.tile, self.stride)
+        xs = tile_origins(pw, self.tile, self.stride)
+        return [(y, x) for y in ys for x in xs]
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+
+def make_grid(shape: tuple[int, ...], tile: int, overlap: int) -> TileGrid:
+    """Tiling for an image of ``shape`` (H, W, ...) with ``overlap`` px shared between tiles."""
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile), got {overlap} for tile {tile}")
+    return TileGrid(int(shape[0]), int(shape[1]), tile, tile - overlap)
+
+
+def pad_to_grid(plane: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """Reflect-pad a plane at the bottom/right up to the grid's padded size (no-op if large)."""
+    ph, pw = grid.padded_shape
+    pad_y, pad_x = ph - plane.shape[0], pw - plane.shape[1]
+    if pad_y == 0 and pad_x == 0:
+        return plane
+    widths = [(0, pad_y), (0, pad_x)] + [(0, 0)] * (plane.ndim - 2)
+    mode = "reflect" if pad_y < plane.shape[0] and pad_x < plane.shape[1] else "symmetric"
+    return np.pad(plane, widths, mode=mode)
+
+
+def iter_tile_batches(
+    plane: np.ndarray, grid: TileGrid, batch: int
+) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
+    """Yield ``(origins, tiles)`` with tiles shaped (n, tile, tile), at most ``batch`` at a time."""
+    padded = pad_to_grid(plane, grid)
+    origins = grid.origins
+    t = grid.tile
+    for start in range(0, len(origins), batch):
+        chunk = origins[start : start + batch]
+        tiles = np.stack([padded[y : y + t, x : x + t] for y, x in chunk])
+        yield chunk, tiles
+
+
+class Stitcher:
+    """Accumulates tile predictions with blending weights; ``result()`` is the weighted mean."""
+
+    def __init__(self, grid: TileGrid, window: np.ndarray | None = None) -> None:
+        self.grid = grid
+        self.window = blend_window(grid.tile) if window is None else window
+        ph, pw = grid.padded_shape
+        self._sum = np.zeros((ph, pw), dtype=np.float32)
+        self._weight = np.zeros((ph, pw), dtype=np.float32)
+
+    def add(self, origins: list[tuple[int, int]], predictions: np.ndarray) -> None:
+        """Add predictions shaped (n, tile, tile) placed at ``origins``."""
+        t = self.grid.tile
+        for (y, x), pred in zip(origins, predictions, strict=True):
+            self._sum[y : y + t, x : x + t] += pred * self.window
+            self._weight[y : y + t, x : x + t] += self.window
+
+    def result(self) -> np.ndarray:
+        """The stitched (H, W) float32 map, cropped back to the image size."""
+        out = self._sum / self._weight
+        return out[: self.grid.height, : self.grid.width]
+
+
+def tile_image(plane: np.ndarray, tile: int, overlap: int) -> tuple[TileGrid, np.ndarray]:
+    """All tiles of a plane at once (for small images and tests): ``(grid, tiles)``."""
+    grid = make_grid(plane.shape, tile, overlap)
+    tiles = [t for _, t in iter_tile_batches(plane, grid, len(grid))]
+    return grid, tiles[0]
+
+
+def stitch_tiles(grid: TileGrid, tiles: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`tile_image` for (n, tile, tile) predictions."""
+    stitcher = Stitcher(grid)
+    stitcher.add(grid.origins, tiles)
+    return stitcher.result()

@@ -1,0 +1,1 @@
+"""Training: datasets, models, losses, the training loop, evaluation and figures (uses torch)."""
