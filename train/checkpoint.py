@@ -1,0 +1,56 @@
+"""Checkpoints: one dict (model, optimiser, scheduler, epoch, step, config, seed…), written atomically.
+
+Keys every checkpoint has, relied on by ``export`` and ``train.evaluate``:
+``model`` (state dict), ``model_spec`` (``{"name", "kwargs"}`` for :func:`train.models.build_model`),
+``preprocess`` (:class:`runtime.preprocess.PreprocessConfig` as a dict), ``tiling``
+(``{"tile", "overlap"}``), ``config`` (the resolved training config), ``epoch``, ``step``, ``seed``.
+Training checkpoints add ``optimizer``, ``scheduler``, ``scaler``, ``history`` and ``best``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from train.models import build_model
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict onto the CPU; a clear error names a missing or broken file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint not found")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{p}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from exc
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint in eval mode: ``(model, checkpoint_dict)``."""
+    ckpt = load_checkpoint(path)
+    for key in ("model", "model_spec", "preprocess", "tiling"):
+        if key not in ckpt:
+            raise ValueError(f"{path}: checkpoint lacks {key!r}")
+    model = build_model(ckpt["model_spec"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt
