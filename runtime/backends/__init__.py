@@ -1,0 +1,57 @@
+"""Tile predictors over one model bundle: ONNX Runtime, OpenCV DNN, TensorRT, PyTorch (reference).
+
+Each backend module is imported only when chosen, so ``runtime`` runs without torch, TensorRT or
+CUDA installed. ``auto`` picks TensorRT when it runs here and the bundle holds an engine for this
+GPU, else ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runtime.backends.base import Backend, BackendError
+from runtime.bundle import Bundle
+
+BACKENDS = ("auto", "ort", "trt", "opencv", "torch")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendError", "create_backend", "resolve_backend"]
+
+
+def resolve_backend(name: str, bundle: Bundle, precision: str) -> str:
+    """The concrete backend for ``name`` (``auto`` → ``trt`` or ``ort``)."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    if name != "auto":
+        return name
+    from runtime.backends.trt import engine_ready
+
+    return "trt" if engine_ready(bundle, precision) else "ort"
+
+
+def create_backend(
+    name: str,
+    bundle: Bundle,
+    precision: str = "fp32",
+    threads: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+) -> Backend:
+    """Build backend ``name`` for ``bundle`` at ``precision`` (``checkpoint`` only for ``torch``)."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    name = resolve_backend(name, bundle, precision)
+    if name == "ort":
+        from runtime.backends.ort import OrtBackend
+
+        return OrtBackend(bundle, precision, threads)
+    if name == "opencv":
+        from runtime.backends.opencv_dnn import OpenCVBackend
+
+        return OpenCVBackend(bundle, precision, threads)
+    if name == "trt":
+        from runtime.backends.trt import TensorRTBackend
+
+        return TensorRTBackend(bundle, precision, threads)
+    from runtime.backends.pytorch import TorchBackend
+
+    return TorchBackend(bundle, precision, threads, checkpoint)
