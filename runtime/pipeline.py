@@ -1,0 +1,98 @@
+"""Photograph → vessel probability, mask and FOV with one backend: the runtime's whole job."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.backends import Backend, create_backend
+from runtime.bundle import Bundle, load_bundle
+from runtime.fov import fov_from_image
+from runtime.inference import predict_plane
+from runtime.preprocess import preprocess
+
+# "auto": computed from the photograph; None / "none": every pixel; an array: a given mask
+FovSpec = str | np.ndarray | None
+
+
+@dataclass
+class Result:
+    """Segmentation of one image; every map has the input's height and width."""
+
+    probability: np.ndarray  # float32 vessel probability (not masked)
+    mask: np.ndarray  # bool, probability >= threshold inside the FOV
+    fov: np.ndarray  # bool
+    vessel_fraction: float  # vessel pixels / FOV pixels
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def resolve_fov(image: np.ndarray, fov: FovSpec) -> np.ndarray:
+    """The boolean FOV mask for ``image`` from a :data:`FovSpec`."""
+    shape = image.shape[:2]
+    if isinstance(fov, np.ndarray):
+        if fov.shape[:2] != shape:
+            raise ValueError(f"FOV mask is {fov.shape[1]}x{fov.shape[0]}, image is {shape[1]}x{shape[0]}")
+        return fov.astype(bool) if fov.ndim == 2 else fov.any(axis=2)
+    if fov is None or fov == "none":
+        return np.ones(shape, dtype=bool)
+    if fov == "auto":
+        return fov_from_image(image)
+    raise ValueError(f"fov must be 'auto', 'none', None or a mask array, got {fov!r}")
+
+
+class Segmenter:
+    """A bundle bound to a backend; :meth:`segment` runs preprocess → tiles → stitch → threshold.
+
+    Args:
+        bundle: a loaded :class:`Bundle` or its folder (default: the shipped model).
+        backend: ``auto``, ``ort``, ``trt``, ``opencv`` or ``torch``.
+        precision: ``fp32``, ``fp16`` or ``int8`` (the bundle file, sha256-checked).
+        threads: intra-op threads for the backend (None: the library's default).
+        batch: tiles per backend call; memory holds one batch plus two stitching planes.
+        threshold: vessel if probability >= threshold (default: ``model.json``).
+        checkpoint: training checkpoint for the ``torch`` backend.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle | str | os.PathLike | None = None,
+        backend: str = "auto",
+        precision: str = "fp32",
+        threads: int | None = None,
+        batch: int = 8,
+        threshold: float | None = None,
+        checkpoint: str | os.PathLike | None = None,
+    ) -> None:
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.backend: Backend = create_backend(backend, self.bundle, precision, threads, checkpoint)
+        self.batch = batch
+        self.threshold = self.bundle.threshold if threshold is None else float(threshold)
+
+    def segment(self, image: np.ndarray, fov: FovSpec = "auto") -> Result:
+        """Segment an RGB(A) or gray photograph of any size and bit depth."""
+        start = time.perf_counter()
+        plane = preprocess(image, self.bundle.preprocess)
+        prepared = time.perf_counter()
+        bundle = self.bundle
+        probability = predict_plane(plane, self.backend.predict, bundle.tile, bundle.overlap, self.batch)
+        del plane
+        inferred = time.perf_counter()
+        fov_mask = resolve_fov(image, fov)
+        mask = (probability >= self.threshold) & fov_mask
+        inside = int(fov_mask.sum())
+        fraction = float(mask.sum()) / inside if inside else 0.0
+        done = time.perf_counter()
+        timings = {"preprocess": prepared - start, "inference": inferred - prepared, "postprocess": done - inferred}
+        return Result(probability, mask, fov_mask, fraction, timings)
+
+
+def segment(
+    image: np.ndarray, bundle: Bundle | str | os.PathLike | None = None, fov: FovSpec = "auto", **kwargs: object
+) -> Result:
+    """One-off convenience: build a :class:`Segmenter` (``kwargs`` as its arguments) and segment."""
+    return Segmenter(bundle, **kwargs).segment(image, fov)
