@@ -1,0 +1,1 @@
+"""INT8: calibration sets from real preprocessed tiles, QDQ ONNX, accuracy gate and report."""

@@ -1,0 +1,88 @@
+"""``fundus-export``: onnx, fp16, build-engine and parity subcommands (one stage each)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.errors import ExportError
+from runtime.bundle import BundleError
+
+
+def cmd_onnx(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_bundle
+
+    root = export_bundle(args.checkpoint, args.out, static=not args.no_static, name=args.name)
+    print(f"wrote {root}/model.json, model.onnx" + ("" if args.no_static else ", model.static.onnx"))
+    return 0
+
+
+def cmd_fp16(args: argparse.Namespace) -> int:
+    from export.fp16 import add_fp16
+
+    print(f"wrote {add_fp16(args.bundle)}")
+    return 0
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from export.engine import build_engine
+
+    path = build_engine(args.bundle, args.precision, args.max_batch, args.workspace, force=args.force)
+    print(f"engine {path}")
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from export.parity import PARITY_JSON, format_table, run_parity
+
+    report = run_parity(args.bundle, args.checkpoint, args.data_root, args.images, args.batch)
+    print(format_table(report))
+    print(f"{'PASS' if report['pass'] else 'FAIL'}: wrote {Path(args.bundle) / PARITY_JSON}")
+    return 0 if report["pass"] else 1
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fundus-export", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("onnx", help="checkpoint → bundle (model.onnx, model.static.onnx, model.json)")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="bundle folder, e.g. models/unet-drive")
+    p.add_argument("--name", help="bundle name in model.json (default: folder name)")
+    p.add_argument("--no-static", action="store_true", help="skip the fixed-shape OpenCV DNN variant")
+    p.set_defaults(func=cmd_onnx)
+
+    p = sub.add_parser("fp16", help="add model.fp16.onnx (FP32 I/O, Softmax in FP32)")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.set_defaults(func=cmd_fp16)
+
+    p = sub.add_parser("build-engine", help="build/cache a TensorRT engine for this GPU")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MB")
+    p.add_argument("--force", action="store_true", help="rebuild even if the cached engine is current")
+    p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("parity", help="every backend vs PyTorch FP32; writes parity.json")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data-root", type=Path, help="folder with DRIVE/ (default: synthetic planes, no labels)")
+    p.add_argument("--images", type=int, default=2, help="DRIVE test images to use")
+    p.add_argument("--batch", type=int, default=8)
+    p.set_defaults(func=cmd_parity)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ExportError, BundleError, FileNotFoundError, ValueError) as exc:
+        print(f"fundus-export {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

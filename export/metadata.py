@@ -1,0 +1,77 @@
+"""``model.json`` contents derived from a checkpoint: contract, provenance and tool versions."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from runtime.bundle import BUNDLE_FORMAT
+
+INTENDED_USE = "research and screening support; not a diagnostic device"
+CLASSES = ["background", "vessel"]
+VESSEL_INDEX = 1
+THRESHOLD = 0.5
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+
+
+def json_safe(value: object) -> object:
+    """Copy of ``value`` without JSON ``null`` or NaN (OpenCV's FileStorage rejects both).
+
+    ``None`` entries of a dict are dropped; ``None`` in a list and non-finite floats become strings.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return ["none" if v is None else json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def tool_versions(opset: int) -> dict[str, str | int]:
+    """Versions of every tool that shaped the exported files."""
+    import cv2
+    import onnx
+    import onnxruntime
+    import onnxslim
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxslim": onnxslim.__version__,
+        "opencv": cv2.__version__,
+        "opset": opset,
+    }
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (all of them: an exported model has no frozen/trainable split)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def bundle_meta(ckpt: dict, model: nn.Module, name: str, opset: int) -> dict:
+    """Everything of ``model.json`` except ``files`` (added as each model file is written)."""
+    tiling = ckpt["tiling"]
+    metrics = {key: ckpt[key] for key in ("val_metrics", "best") if key in ckpt}
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "name": name,
+        "intended_use": INTENDED_USE,
+        "input": {"name": INPUT_NAME, "channels": 1, "layout": "NCHW", "dtype": "float32"},
+        "preprocess": dict(ckpt["preprocess"]),
+        "tiling": {"tile": int(tiling["tile"]), "overlap": int(tiling["overlap"])},
+        "output": {"name": OUTPUT_NAME, "classes": CLASSES, "vessel_index": VESSEL_INDEX, "activation": "softmax"},
+        "threshold": THRESHOLD,
+        "architecture": {**ckpt["model_spec"], "parameters": count_parameters(model)},
+        "training": {"config": ckpt.get("config", {}), "epoch": ckpt.get("epoch"), "seed": ckpt.get("seed")},
+        "metrics": {"source": "checkpoint (validation split)", **metrics} if metrics else {},
+        "versions": tool_versions(opset),
+        "files": {},
+    }
+    return json_safe(meta)

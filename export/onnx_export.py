@@ -1,0 +1,141 @@
+"""Checkpoint → ONNX bundle: FP32 with a dynamic batch, and a fixed-shape variant for OpenCV DNN."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxslim
+import torch
+from torch import nn
+
+from export.errors import ExportError
+from export.metadata import INPUT_NAME, OUTPUT_NAME, bundle_meta
+from runtime.bundle import PRECISION_FILES, Bundle
+from runtime.imageio import write_bytes
+from train.checkpoint import load_model
+
+OPSET = 17
+# ops whose presence means shapes are computed at run time: OpenCV 4.6 DNN cannot load them
+SHAPE_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "Expand", "Range", "NonZero"})
+# exported output vs PyTorch on a random batch: anything larger is an exporter bug
+EXPORT_TOLERANCE = 1e-4
+
+
+class ProbabilityModel(nn.Module):
+    """The trained network plus its softmax: logits (N, C, H, W) → class probabilities."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.network(image), dim=1)
+
+
+def torch_to_onnx(model: nn.Module, tile: int, *, dynamic_batch: bool, opset: int = OPSET) -> onnx.ModelProto:
+    """Trace ``model`` (in eval mode, so BatchNorm is folded into the convolutions) to ONNX.
+
+    Input ``image`` (N, 1, tile, tile), output ``probabilities`` (N, C, tile, tile); N is
+    symbolic (``batch``) when ``dynamic_batch`` else fixed to 1.
+    """
+    wrapped = ProbabilityModel(model).eval()
+    example = torch.zeros(1, 1, tile, tile)
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # torch 2.13 marks the TorchScript exporter deprecated; the dynamo one needs onnxscript,
+        # which the export extra does not install. The TorchScript exporter folds BN and emits
+        # the plain Conv/ConvTranspose graph every runtime here (incl. OpenCV 4.6) accepts.
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
+        torch.onnx.export(
+            wrapped,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def simplify(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim (constant folding, dead/identity node removal), then the full onnx checker."""
+    slimmed = onnxslim.slim(graph)
+    onnx.checker.check_model(slimmed, full_check=True)
+    return slimmed
+
+
+def op_counts(graph: onnx.ModelProto) -> dict[str, int]:
+    """How many nodes of each op type the graph has."""
+    return dict(Counter(node.op_type for node in graph.graph.node))
+
+
+def assert_static(graph: onnx.ModelProto, path: Path) -> None:
+    """Raise if the graph computes shapes at run time (OpenCV DNN would refuse it)."""
+    found = sorted(SHAPE_OPS & set(op_counts(graph)))
+    if found:
+        raise ExportError(f"{path}: static model still has shape ops {found}; OpenCV DNN cannot load it")
+
+
+def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
+    """Serialise a model atomically."""
+    write_bytes(path, graph.SerializeToString())
+
+
+def check_against_torch(model: nn.Module, path: Path, tile: int, batch: int) -> float:
+    """Run ``path`` in ONNX Runtime on a random batch; return max |Δp| vs PyTorch or raise."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).standard_normal((batch, 1, tile, tile)).astype(np.float32)
+    with torch.no_grad():
+        expected = ProbabilityModel(model).eval()(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    error = float(np.abs(got - expected).max())
+    if not error <= EXPORT_TOLERANCE:
+        raise ExportError(f"{path}: ONNX Runtime differs from PyTorch by {error:.3g} (> {EXPORT_TOLERANCE})")
+    return error
+
+
+def export_bundle(
+    checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, *, static: bool = True, name: str | None = None
+) -> Path:
+    """Write ``model.onnx`` (+ ``model.static.onnx``) and ``model.json`` into ``out_dir``.
+
+    Args:
+        checkpoint_path: a training checkpoint (see :mod:`train.checkpoint`).
+        out_dir: the bundle folder (created; existing model files are replaced).
+        static: also write the fixed 1×1×tile×tile variant without shape ops.
+        name: bundle name recorded in ``model.json`` (default: the folder name).
+
+    Returns:
+        The bundle folder.
+    """
+    model, ckpt = load_model(checkpoint_path)
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tile = int(ckpt["tiling"]["tile"])
+    bundle = Bundle(root, bundle_meta(ckpt, model, name or root.resolve().name, OPSET))
+    bundle.meta["source_checkpoint"] = Path(checkpoint_path).name
+
+    variants = [("fp32", True)] + ([("fp32_static", False)] if static else [])
+    for precision, dynamic in variants:
+        path = root / PRECISION_FILES[precision]
+        graph = simplify(torch_to_onnx(model, tile, dynamic_batch=dynamic))
+        if not dynamic:
+            assert_static(graph, path)
+        save_onnx(graph, path)
+        error = check_against_torch(model, path, tile, batch=2 if dynamic else 1)
+        shape = ["batch" if dynamic else 1, 1, tile, tile]
+        bundle.register_file(precision, path, input_shape=shape, max_abs_diff_vs_torch=error, ops=op_counts(graph))
+    bundle.save()
+    return root
