@@ -1,0 +1,231 @@
+"""``fundus-infer``: segment the vessels of fundus photographs with a model bundle.
+
+Writes ``<stem>_mask.png`` (0/255), ``<stem>_prob.png`` (round(p*255)), ``<stem>_overlay.png`` and
+``summary.json`` into the output folder. Exit status: 0 all images done, 1 some failed,
+2 usage, bundle or output-folder error. The C++ ``fundus-infer`` follows the same contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.backends import BACKENDS, PRECISIONS, BackendError
+from runtime.bundle import DEFAULT_BUNDLE, BundleError, sha256_file
+from runtime.imageio import ImageReadError, list_images, read_binary_mask, read_image, write_image, write_json
+from runtime.metrics import ConfusionMatrix
+from runtime.outputs import SAVE_KINDS, save_outputs
+from runtime.pipeline import FovSpec, Segmenter
+from runtime.synthetic import make_synthetic_fundus
+
+PROG = "fundus-infer"
+# failures whose message already says what is wrong; others are reported with their type
+EXPECTED_ERRORS = (ImageReadError, ValueError, OSError, BackendError)
+DEMO_STEM = "demo"
+
+
+class UsageError(ValueError):
+    """Bad arguments, bundle or output folder: nothing can run (exit status 2)."""
+
+
+@dataclass
+class Job:
+    """One image to segment: a file, or the synthetic demo (``truth`` known)."""
+
+    source: str
+    stem: str
+    path: Path | None = None
+    image: np.ndarray | None = None
+    truth: np.ndarray | None = None
+    truth_fov: np.ndarray | None = None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Segment retinal vessels in fundus photographs.")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders of images")
+    parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR")
+    parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, metavar="BUNDLE_DIR", help="model bundle folder")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument("--fov", default="auto", metavar="auto|none|MASK_FILE", help="field-of-view mask")
+    parser.add_argument("--threshold", type=float, help="vessel if probability >= T (default: model.json)")
+    parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay")
+    parser.add_argument("--batch", type=int, default=8, help="tiles per model call")
+    parser.add_argument("--threads", type=int, help="inference threads (default: library default)")
+    parser.add_argument("--checkpoint", type=Path, help="training checkpoint (torch backend only)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
+    parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
+    return parser
+
+
+def parse_save(value: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(SAVE_KINDS))
+    if unknown:
+        raise UsageError(f"--save: unknown output(s) {', '.join(unknown)}; choose from {', '.join(SAVE_KINDS)}")
+    return kinds
+
+
+def parse_fov(value: str) -> FovSpec:
+    if value in ("auto", "none"):
+        return value
+    try:
+        return read_binary_mask(value)
+    except ImageReadError as exc:
+        raise UsageError(f"--fov: {exc}") from exc
+
+
+def prepare_output_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` and prove a file can be written there."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{out_dir}: output folder not writable ({exc.strerror or exc})") from exc
+
+
+def collect_jobs(inputs: list[str], demo: bool) -> tuple[list[Job], list[dict]]:
+    """Expand folders into their images; folders without images are failures."""
+    jobs, failures = [], []
+    for item in inputs:
+        path = Path(item)
+        files = list_images(path) if path.is_dir() else [path]
+        if not files:
+            failures.append({"file": item, "error": "folder holds no images"})
+        jobs.extend(Job(source=str(f), stem=f.stem, path=f) for f in files)
+    if demo:
+        synthetic = make_synthetic_fundus()
+        jobs.append(Job("synthetic", DEMO_STEM, None, synthetic.image_rgb, synthetic.vessels, synthetic.fov))
+    return jobs, failures
+
+
+def demo_scores(job: Job, mask: np.ndarray) -> dict[str, float]:
+    """Scores of the demo's prediction against the vessel tree it was drawn with (inside its FOV)."""
+    matrix = ConfusionMatrix()
+    matrix.update(job.truth, mask, job.truth_fov)
+    return matrix.compute()
+
+
+def run_job(job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: tuple[str, ...]) -> dict:
+    """Read, segment and write one image; returns its summary entry (raises on failure)."""
+    start = time.perf_counter()
+    if job.image is None:
+        image = read_image(job.path)
+    else:
+        image = job.image
+        write_image(out_dir / f"{job.stem}_input.png", image)
+    result = segmenter.segment(image, fov)
+    outputs = save_outputs(out_dir, job.stem, image, result, kinds)
+    entry = {
+        "file": job.source,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "channels": 1 if image.ndim == 2 else int(image.shape[2]),
+        "bit_depth": int(image.dtype.itemsize * 8),
+        "backend": segmenter.backend.name,
+        "precision": segmenter.backend.precision,
+        "seconds": round(time.perf_counter() - start, 4),
+        "vessel_fraction": round(result.vessel_fraction, 6),
+        "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        "outputs": outputs,
+    }
+    if job.truth is not None:
+        entry["demo_scores"] = demo_scores(job, result.mask)
+    return entry
+
+
+def bundle_summary(segmenter: Segmenter) -> dict:
+    bundle, backend = segmenter.bundle, segmenter.backend
+    return {
+        "name": str(bundle.meta.get("name", bundle.root.name)),
+        "path": str(bundle.root),
+        "model_json_sha256": sha256_file(bundle.root / "model.json"),
+        "model_file": backend.model_path.name,
+        "model_sha256": sha256_file(backend.model_path),
+    }
+
+
+def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]]:
+    """Everything that must succeed before the first image (else exit status 2)."""
+    if not args.inputs and not args.demo:
+        raise UsageError("no INPUT given (or use --demo)")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise UsageError(f"--threshold must be in [0, 1], got {args.threshold}")
+    kinds = parse_save(args.save)
+    fov = parse_fov(args.fov)
+    prepare_output_dir(args.output_dir)
+    try:
+        segmenter = Segmenter(
+            args.model, args.backend, args.precision, args.threads, args.batch, args.threshold, args.checkpoint
+        )
+    except (BundleError, BackendError) as exc:
+        raise UsageError(str(exc)) from exc
+    return segmenter, fov, kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of ``fundus-infer``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    try:
+        segmenter, fov, kinds = setup(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+    jobs, failures = collect_jobs(args.inputs, args.demo)
+    for failure in failures:
+        print(f"{PROG}: {failure['file']}: {failure['error']}", file=sys.stderr)
+    images, used_stems = [], {}
+    for job in tqdm(jobs, disable=args.quiet or len(jobs) < 2, unit="img", file=sys.stderr):
+        try:
+            if job.stem in used_stems:
+                raise ValueError(f"output name {job.stem!r} already used by {used_stems[job.stem]}")
+            used_stems[job.stem] = job.source
+            entry = run_job(job, segmenter, fov, args.output_dir, kinds)
+        except Exception as exc:  # one bad image must not stop the batch
+            reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
+            failures.append({"file": job.source, "error": reason})
+            named = reason if job.source in reason else f"{job.source}: {reason}"
+            tqdm.write(f"{PROG}: {named}", file=sys.stderr)
+            continue
+        images.append(entry)
+        if not args.quiet:
+            tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s")
+
+    summary = {
+        "tool": PROG,
+        "bundle": bundle_summary(segmenter),
+        "backend": segmenter.backend.name,
+        "precision": segmenter.backend.precision,
+        "threshold": segmenter.threshold,
+        "fov": args.fov,
+        "succeeded": len(images),
+        "failed": len(failures),
+        "images": images,
+        "failures": failures,
+    }
+    demo = [e["demo_scores"] for e in images if "demo_scores" in e]
+    if demo:
+        summary["demo"] = demo[0]
+    try:
+        write_json(args.output_dir / "summary.json", summary)
+    except OSError as exc:
+        print(f"{PROG}: error: {args.output_dir / 'summary.json'}: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"{len(images)} segmented, {len(failures)} failed -> {args.output_dir / 'summary.json'}", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,52 @@
+"""The CLI's image outputs: mask, probability and overlay PNGs (the C++ runtime writes the same)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.imageio import write_image
+from runtime.pipeline import Result
+from runtime.preprocess import to_uint8
+
+SAVE_KINDS = ("mask", "prob", "overlay")
+OVERLAY_RGB = (0, 255, 0)
+OVERLAY_ALPHA_PERCENT = 65  # vessel pixels: (photo * 35 + colour * 65) / 100, rounded
+
+
+def mask_png(mask: np.ndarray) -> np.ndarray:
+    """Boolean mask → uint8 0/255."""
+    return mask.astype(np.uint8) * 255
+
+
+def probability_png(probability: np.ndarray) -> np.ndarray:
+    """Probability in [0, 1] → uint8 ``round(p * 255)`` (half to even, like ``cvRound``)."""
+    return np.rint(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def overlay_png(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The photograph (as 8-bit RGB) with vessel pixels blended towards :data:`OVERLAY_RGB`."""
+    image = to_uint8(photo)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    rgb = image[:, :, :3].copy() if image.shape[2] >= 3 else np.repeat(image[:, :, :1], 3, axis=2)
+    a = OVERLAY_ALPHA_PERCENT
+    blended = (rgb[mask].astype(np.uint16) * (100 - a) + np.asarray(OVERLAY_RGB, np.uint16) * a + 50) // 100
+    rgb[mask] = blended.astype(np.uint8)
+    return rgb
+
+
+def save_outputs(out_dir: Path, stem: str, photo: np.ndarray, result: Result, kinds: tuple[str, ...]) -> dict[str, str]:
+    """Write ``<stem>_<kind>.png`` for each kind; returns ``{kind: file name}``."""
+    render = {
+        "mask": lambda: mask_png(result.mask),
+        "prob": lambda: probability_png(result.probability),
+        "overlay": lambda: overlay_png(photo, result.mask),
+    }
+    written = {}
+    for kind in kinds:
+        name = f"{stem}_{kind}.png"
+        write_image(out_dir / name, render[kind]())
+        written[kind] = name
+    return written
