@@ -1,0 +1,48 @@
+// The model bundle: a folder with model.json (read with cv::FileStorage) and ONNX/engine files.
+// Mirrors runtime/bundle.py: preprocessing, tiling, output class and threshold come from
+// model.json, never from defaults in this binary.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "fundus/status.h"
+
+namespace fundus {
+
+struct PreprocessConfig {
+    std::string channel = "gray";  // "gray" (weighted RGB->gray) or "green"
+    double claheClip = 2.0;
+    int claheGrid = 8;
+    double mean = 0.5;
+    double std = 0.5;
+};
+
+struct ModelFile {
+    std::string path;    // relative to the bundle folder
+    std::string sha256;  // lower-case hex
+};
+
+struct Bundle {
+    std::string root;  // bundle folder
+    PreprocessConfig preprocess;
+    int tile = 256;
+    int overlap = 32;
+    int vesselIndex = 1;
+    double threshold = 0.5;
+    int inChannels = 1;
+    std::map<std::string, ModelFile> files;  // "fp32", "fp32_static", "fp16", "int8", ...
+
+    bool has(const std::string& precision) const { return files.count(precision) != 0; }
+    // Absolute-ish path of the file for `precision`; checks it exists and (verify) its sha256.
+    Result<std::string> modelPath(const std::string& precision, bool verify = true) const;
+};
+
+// Loads and validates BUNDLE/model.json (errors have code kBundle and name the problem).
+Result<Bundle> loadBundle(const std::string& root);
+
+std::string joinPath(const std::string& folder, const std::string& name);
+bool isFile(const std::string& path);
+bool isDirectory(const std::string& path);
+
+}  // namespace fundus

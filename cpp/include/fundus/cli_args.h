@@ -1,0 +1,35 @@
+// Command line of the C++ fundus-infer: the subset of runtime/cli.py's contract it supports.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fundus/status.h"
+
+namespace fundus {
+
+struct CliArgs {
+    std::vector<std::string> inputs;  // files or folders (folders: their image files, sorted)
+    std::string outputDir;
+    std::string model;                // bundle folder
+    std::string backend = "auto";     // auto | opencv | trt
+    std::string precision = "fp32";   // fp32 | fp16 | int8 (opencv: fp32 only)
+    std::string fov = "auto";         // auto | none | path to a mask image
+    bool thresholdSet = false;
+    double threshold = 0.5;           // used only when thresholdSet
+    bool saveMask = true;
+    bool saveProb = false;
+    bool saveOverlay = false;
+    bool quiet = false;
+    int threads = 0;
+    std::string debugDump;            // hidden: write float planes (.npy) for parity tests
+    bool showHelp = false;
+    bool showVersion = false;
+};
+
+// Parses argv; errors (code kUsage) name the offending flag.
+Result<CliArgs> parseArgs(int argc, char** argv);
+std::string usageText(const std::string& program);
+std::string defaultModelDir();
+
+}  // namespace fundus

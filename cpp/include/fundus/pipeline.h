@@ -1,0 +1,38 @@
+// One photograph through the runtime: read, preprocess, tile, predict, stitch, threshold, FOV.
+#pragma once
+
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "fundus/backend.h"
+#include "fundus/bundle.h"
+#include "fundus/status.h"
+
+namespace fundus {
+
+struct Segmentation {
+    cv::Mat imageRgb;     // the photograph as read (RGB order or gray, original depth)
+    cv::Mat input;        // CV_32F preprocessed plane (model input before tiling)
+    cv::Mat probability;  // CV_32F vessel probability, input size
+    cv::Mat fov;          // CV_8U 0/1
+    cv::Mat mask;         // CV_8U 0/255: probability >= threshold inside the FOV
+    double vesselFraction = 0.0;
+    int fovPixels = 0;
+};
+
+struct FovSetting {
+    std::string mode = "auto";  // auto | none | file
+    cv::Mat fileMask;           // CV_8U 0/1 when mode == "file"
+};
+
+// Vessel probability of a preprocessed plane: tiles (reflect-padded), backend, blended stitch.
+Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap);
+Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
+                                  const FovSetting& fov, double threshold);
+
+// Output images: prob as round(p * 255); overlay = the photograph (8-bit RGB) with vessels in red.
+cv::Mat probabilityImage(const cv::Mat& probability);
+cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask);
+
+}  // namespace fundus

@@ -1,0 +1,161 @@
+#include "fundus/cli_args.h"
+
+#include <cstdlib>
+#include <sstream>
+
+#include "fundus/backend.h"
+
+#ifndef FUNDUS_DEFAULT_MODEL_DIR
+#define FUNDUS_DEFAULT_MODEL_DIR "models/unet-drive-chase"
+#endif
+
+namespace fundus {
+namespace {
+
+Status usageError(const std::string& message) { return Status::error(ErrorCode::kUsage, message); }
+
+bool parseDouble(const std::string& text, double& out) {
+    char* end = nullptr;
+    out = std::strtod(text.c_str(), &end);
+    return !text.empty() && end && *end == '\0';
+}
+
+}  // namespace
+
+std::string defaultModelDir() {
+    const char* env = std::getenv("FUNDUS_MODEL");
+    return env && *env ? env : FUNDUS_DEFAULT_MODEL_DIR;
+}
+
+std::string usageText(const std::string& program) {
+    std::ostringstream out;
+    out << "usage: " << program
+        << " INPUT... -o OUTDIR [--model BUNDLE_DIR] [--backend auto|opencv|trt]\n"
+           "       [--precision fp32|fp16|int8] [--fov auto|none|MASK_FILE] [--threshold T]\n"
+           "       [--save mask,prob,overlay] [--threads N] [--quiet]\n\n"
+           "Retinal vessel segmentation of fundus photographs (C++ runtime of fundus-infer).\n\n"
+           "  INPUT...             image files or folders (PNG, JPEG, TIFF, BMP, PPM/PGM; 8/16-bit,\n"
+           "                       gray, RGB or RGBA). GIF is not supported by OpenCV 4.6.\n"
+           "  -o, --output OUTDIR  writes <stem>_mask.png, <stem>_prob.png, <stem>_overlay.png and\n"
+           "                       summary.json (all written atomically)\n"
+           "  --model BUNDLE_DIR   model bundle folder with model.json (default: $FUNDUS_MODEL or\n"
+           "                       " << FUNDUS_DEFAULT_MODEL_DIR << ")\n"
+           "  --backend NAME       auto (TensorRT engine if present, else OpenCV), opencv, trt\n"
+           "                       (compiled in: " << compiledBackends() << ")\n"
+           "  --precision P        fp32 (default); fp16/int8 need a TensorRT engine\n"
+           "  --fov MODE           auto: from the photograph (default); none: whole image;\n"
+           "                       or a mask image file (applied to every input)\n"
+           "  --threshold T        vessel probability threshold (default: model.json)\n"
+           "  --save LIST          comma-separated outputs of mask,prob,overlay (default: mask)\n"
+           "  --threads N          CPU threads for OpenCV (default: all)\n"
+           "  --quiet              no per-image progress lines\n"
+           "  -h, --help           this help;  --version  version\n\n"
+           "Exit status: 0 all images ok, 1 some image failed, 2 usage or bundle error.\n"
+           "Not supported here (Python fundus-infer only): backends ort and torch, --checkpoint.\n";
+    return out.str();
+}
+
+Result<CliArgs> parseArgs(int argc, char** argv) {
+    CliArgs args;
+    args.model = defaultModelDir();
+    bool onlyPositional = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (onlyPositional || arg.empty() || arg[0] != '-' || arg == "-") {
+            args.inputs.push_back(arg);
+            continue;
+        }
+        if (arg == "--") {
+            onlyPositional = true;
+            continue;
+        }
+        std::string value;
+        bool hasInlineValue = false;
+        if (arg.rfind("--", 0) == 0) {
+            const auto eq = arg.find('=');
+            if (eq != std::string::npos) {
+                value = arg.substr(eq + 1);
+                arg = arg.substr(0, eq);
+                hasInlineValue = true;
+            }
+        }
+        auto takeValue = [&](std::string& out) -> Status {
+            if (hasInlineValue) {
+                out = value;
+            } else if (i + 1 < argc) {
+                out = argv[++i];
+            } else {
+                return usageError(arg + " needs a value");
+            }
+            return Status::ok();
+        };
+        Status status;
+        if (arg == "-h" || arg == "--help") {
+            args.showHelp = true;
+        } else if (arg == "--version") {
+            args.showVersion = true;
+        } else if (arg == "--quiet" || arg == "-q") {
+            args.quiet = true;
+        } else if (arg == "-o" || arg == "--output" || arg == "--output-dir") {
+            status = takeValue(args.outputDir);
+        } else if (arg == "--model") {
+            status = takeValue(args.model);
+        } else if (arg == "--backend") {
+            status = takeValue(args.backend);
+            if (status && args.backend != "auto" && args.backend != "opencv" && args.backend != "trt") {
+                status = usageError("--backend must be auto, opencv or trt (got '" + args.backend +
+                                    "'; ort and torch are in the Python fundus-infer only)");
+            }
+        } else if (arg == "--precision") {
+            status = takeValue(args.precision);
+            if (status && args.precision != "fp32" && args.precision != "fp16" && args.precision != "int8") {
+                status = usageError("--precision must be fp32, fp16 or int8 (got '" + args.precision + "')");
+            }
+        } else if (arg == "--fov") {
+            status = takeValue(args.fov);
+        } else if (arg == "--threshold") {
+            std::string text;
+            status = takeValue(text);
+            if (status && (!parseDouble(text, args.threshold) || args.threshold < 0 || args.threshold > 1)) {
+                status = usageError("--threshold must be a number in [0, 1] (got '" + text + "')");
+            }
+            args.thresholdSet = true;
+        } else if (arg == "--threads") {
+            std::string text;
+            status = takeValue(text);
+            double n = 0;
+            if (status && (!parseDouble(text, n) || n < 1 || n != int(n))) {
+                status = usageError("--threads must be a positive integer (got '" + text + "')");
+            }
+            args.threads = int(n);
+        } else if (arg == "--save") {
+            std::string text;
+            status = takeValue(text);
+            args.saveMask = args.saveProb = args.saveOverlay = false;
+            std::stringstream items(text);
+            std::string item;
+            while (status && std::getline(items, item, ',')) {
+                if (item == "mask") {
+                    args.saveMask = true;
+                } else if (item == "prob") {
+                    args.saveProb = true;
+                } else if (item == "overlay") {
+                    args.saveOverlay = true;
+                } else if (!item.empty()) {
+                    status = usageError("--save takes mask,prob,overlay (got '" + item + "')");
+                }
+            }
+        } else if (arg == "--debug-dump") {  // hidden: float planes for the parity tests
+            status = takeValue(args.debugDump);
+        } else {
+            status = usageError("unknown option " + arg);
+        }
+        if (!status) return status;
+    }
+    if (args.showHelp || args.showVersion) return args;
+    if (args.inputs.empty()) return usageError("no INPUT images given");
+    if (args.outputDir.empty()) return usageError("-o OUTDIR is required");
+    return args;
+}
+
+}  // namespace fundus

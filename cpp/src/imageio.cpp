@@ -1,0 +1,151 @@
+#include "fundus/imageio.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace fundus {
+namespace {
+
+Status readError(const std::string& path, const std::string& why) {
+    return Status::error(ErrorCode::kImageRead, path + ": " + why);
+}
+
+std::string lowerExtension(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    const auto dot = path.find_last_of('.');
+    if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+    std::string ext = path.substr(dot);
+    for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return ext;
+}
+
+}  // namespace
+
+std::string pathStem(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    const auto dot = name.find_last_of('.');
+    return (dot == std::string::npos || dot == 0) ? name : name.substr(0, dot);
+}
+
+Result<cv::Mat> readImage(const std::string& path) {
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) return readError(path, "no such file");
+    if (info.st_size == 0) return readError(path, "file is empty");
+    std::ifstream in(path, std::ios::binary);
+    std::vector<std::uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) return readError(path, "cannot read file");
+    cv::Mat image;
+    try {
+        image = cv::imdecode(data, cv::IMREAD_UNCHANGED);
+    } catch (const cv::Exception& e) {
+        return readError(path, "not a readable image (" + e.msg + ")");
+    }
+    if (image.empty()) {
+        const std::string ext = lowerExtension(path);
+        if (ext == ".gif") return readError(path, "GIF is not supported by this build's OpenCV (convert to PNG)");
+        return readError(path, "not a readable image (OpenCV could not decode it)");
+    }
+    if (image.dims != 2 || image.total() == 0) return readError(path, "image has no pixels");
+    if (image.channels() == 4) {
+        cv::cvtColor(image, image, cv::COLOR_BGRA2RGB);
+    } else if (image.channels() == 3) {
+        cv::cvtColor(image, image, cv::COLOR_BGR2RGB);
+    } else if (image.channels() != 1) {
+        return Status::error(ErrorCode::kImageFormat,
+                             path + ": unsupported channel count " + std::to_string(image.channels()));
+    }
+    return image;
+}
+
+Result<cv::Mat> readBinaryMask(const std::string& path) {
+    auto image = readImage(path);
+    if (!image) return image.status();
+    cv::Mat plane = *image;
+    if (plane.channels() > 1) {
+        std::vector<cv::Mat> channels;
+        cv::split(plane, channels);
+        plane = channels[0];
+        for (std::size_t i = 1; i < channels.size(); ++i) plane = cv::max(plane, channels[i]);
+    }
+    double maxValue = 0;
+    cv::minMaxLoc(plane, nullptr, &maxValue);
+    cv::Mat mask = maxValue > 1 ? (plane > 127) : (plane > 0);
+    mask.setTo(1, mask);
+    return mask;
+}
+
+Status makeDirectories(const std::string& path) {
+    std::string partial;
+    std::size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        partial = path.substr(0, pos);
+        if (partial.empty()) continue;
+        if (::mkdir(partial.c_str(), 0777) != 0 && errno != EEXIST) {
+            return Status::error(ErrorCode::kIo, partial + ": cannot create folder (" + std::strerror(errno) + ")");
+        }
+    }
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+        return Status::error(ErrorCode::kIo, path + ": not a folder");
+    }
+    return Status::ok();
+}
+
+Status writeFileAtomic(const std::string& path, const std::string& bytes) {
+    const auto slash = path.find_last_of('/');
+    const std::string folder = slash == std::string::npos ? "." : path.substr(0, slash);
+    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    std::string tmp = folder + "/." + name + ".XXXXXX.tmp";
+    std::vector<char> tmpl(tmp.begin(), tmp.end());
+    tmpl.push_back('\0');
+    const int fd = ::mkstemps(tmpl.data(), 4);
+    if (fd < 0) return Status::error(ErrorCode::kIo, path + ": cannot create temporary file (" + std::strerror(errno) + ")");
+    tmp = tmpl.data();
+    std::size_t written = 0;
+    bool ok = true;
+    while (ok && written < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+        if (n < 0 && errno == EINTR) continue;
+        ok = n > 0;
+        if (ok) written += std::size_t(n);
+    }
+    ok = ok && ::fsync(fd) == 0;
+    const int savedErrno = errno;
+    ::close(fd);
+    if (ok) ::chmod(tmp.c_str(), 0644);  // mkstemp creates 0600; outputs are meant to be shared
+    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = ok ? errno : savedErrno;
+        ::unlink(tmp.c_str());
+        return Status::error(ErrorCode::kIo, path + ": write failed (" + std::strerror(err) + ")");
+    }
+    return Status::ok();
+}
+
+Status writeImageAtomic(const std::string& path, const cv::Mat& image) {
+    cv::Mat toEncode = image;
+    if (image.channels() == 3) cv::cvtColor(image, toEncode, cv::COLOR_RGB2BGR);
+    std::string ext = lowerExtension(path);
+    std::vector<std::uint8_t> encoded;
+    try {
+        if (!cv::imencode(ext.empty() ? ".png" : ext, toEncode, encoded)) {
+            return Status::error(ErrorCode::kIo, path + ": OpenCV could not encode the image");
+        }
+    } catch (const cv::Exception& e) {
+        return Status::error(ErrorCode::kIo, path + ": OpenCV could not encode the image (" + e.msg + ")");
+    }
+    return writeFileAtomic(path, std::string(encoded.begin(), encoded.end()));
+}
+
+}  // namespace fundus

@@ -1,0 +1,103 @@
+#include "fundus/pipeline.h"
+
+#include <opencv2/imgproc.hpp>
+
+#include "fundus/fov.h"
+#include "fundus/preprocess.h"
+#include "fundus/tiling.h"
+
+namespace fundus {
+
+Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap) {
+    const TileGrid grid = makeGrid(plane.rows, plane.cols, tile, overlap);
+    const cv::Mat padded = padToGrid(plane, grid);
+    Stitcher stitcher(grid);
+    const std::vector<cv::Point> origins = grid.origins();
+    constexpr std::size_t kBatch = 8;  // like runtime.inference.predict_plane; bounds memory
+    std::vector<cv::Mat> tiles, predictions;
+    for (std::size_t start = 0; start < origins.size(); start += kBatch) {
+        tiles.clear();
+        const std::size_t end = std::min(origins.size(), start + kBatch);
+        for (std::size_t i = start; i < end; ++i) tiles.push_back(padded(cv::Rect(origins[i], cv::Size(tile, tile))).clone());
+        Status status = backend.predict(tiles, predictions);
+        if (!status) return status;
+        if (predictions.size() != tiles.size()) {
+            return Status::error(ErrorCode::kBackend, "backend returned " + std::to_string(predictions.size()) +
+                                                          " tiles for " + std::to_string(tiles.size()));
+        }
+        for (std::size_t i = start; i < end; ++i) stitcher.add(origins[i], predictions[i - start]);
+    }
+    return stitcher.result();
+}
+
+Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
+                                  const FovSetting& fov, double threshold) {
+    Segmentation seg;
+    seg.imageRgb = imageRgb;
+    auto input = preprocess(imageRgb, bundle.preprocess);
+    if (!input) return input.status();
+    seg.input = *input;
+    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap);
+    if (!probability) return probability.status();
+    seg.probability = *probability;
+
+    if (fov.mode == "none") {
+        seg.fov = cv::Mat(imageRgb.size(), CV_8UC1, cv::Scalar(1));
+    } else if (fov.mode == "file") {
+        if (fov.fileMask.size() != imageRgb.size()) {
+            return Status::error(ErrorCode::kImageFormat,
+                                 "FOV mask is " + std::to_string(fov.fileMask.cols) + "x" +
+                                     std::to_string(fov.fileMask.rows) + ", image is " +
+                                     std::to_string(imageRgb.cols) + "x" + std::to_string(imageRgb.rows));
+        }
+        seg.fov = fov.fileMask;
+    } else {
+        auto computed = fovFromImage(imageRgb);
+        if (!computed) return computed.status();
+        seg.fov = *computed;
+    }
+
+    seg.mask = cv::Mat::zeros(imageRgb.size(), CV_8UC1);
+    const float t = float(threshold);
+    long long vessels = 0, inside = 0;
+    for (int y = 0; y < seg.mask.rows; ++y) {
+        const auto* p = seg.probability.ptr<float>(y);
+        const auto* f = seg.fov.ptr<std::uint8_t>(y);
+        auto* m = seg.mask.ptr<std::uint8_t>(y);
+        for (int x = 0; x < seg.mask.cols; ++x) {
+            if (!f[x]) continue;
+            ++inside;
+            if (p[x] >= t) {
+                m[x] = 255;
+                ++vessels;
+            }
+        }
+    }
+    seg.fovPixels = int(inside);
+    seg.vesselFraction = inside ? double(vessels) / double(inside) : 0.0;
+    return seg;
+}
+
+cv::Mat probabilityImage(const cv::Mat& probability) {
+    cv::Mat out(probability.size(), CV_8UC1);
+    for (int y = 0; y < probability.rows; ++y) {
+        const auto* p = probability.ptr<float>(y);
+        auto* o = out.ptr<std::uint8_t>(y);
+        for (int x = 0; x < probability.cols; ++x) {
+            float v = p[x] * 255.0f;
+            v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+            o[x] = std::uint8_t(std::nearbyint(v));  // round half to even, like numpy.round
+        }
+    }
+    return out;
+}
+
+cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask) {
+    cv::Mat photo = toUint8(imageRgb).value();
+    if (photo.channels() == 1) cv::cvtColor(photo, photo, cv::COLOR_GRAY2RGB);
+    cv::Mat out = photo.clone();
+    out.setTo(cv::Scalar(255, 0, 0), mask);
+    return out;
+}
+
+}  // namespace fundus
