@@ -92,8 +92,9 @@ class Stitcher:
         self.grid = grid
         self.window = blend_window(grid.tile) if window is None else window
         ph, pw = grid.padded_shape
-        self._sum = np.zeros((ph, pw), dtype=np.float32)
-        self._weight = np.zeros((ph, pw), dtype=np.float32)
+        # float64 sums: with many overlapping tiles float32 drifts by more than 1e-6 relative
+        self._sum = np.zeros((ph, pw), dtype=np.float64)
+        self._weight = np.zeros((ph, pw), dtype=np.float64)
 
     def add(self, origins: list[tuple[int, int]], predictions: np.ndarray) -> None:
         """Add predictions shaped (n, tile, tile) placed at ``origins``."""
@@ -104,8 +105,8 @@ class Stitcher:
 
     def result(self) -> np.ndarray:
         """The stitched (H, W) float32 map, cropped back to the image size."""
-        out = self._sum / self._weight
-        return out[: self.grid.height, : self.grid.width]
+        out = self._sum[: self.grid.height, : self.grid.width] / self._weight[: self.grid.height, : self.grid.width]
+        return out.astype(np.float32)
 
 
 def tile_image(plane: np.ndarray, tile: int, overlap: int) -> tuple[TileGrid, np.ndarray]:
