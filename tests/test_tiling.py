@@ -1,0 +1,52 @@
+"""Tiling: cutting an image into tiles and stitching them back reproduces it, for any size."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.tiling import make_grid, stitch_tiles, tile_image, tile_origins
+
+
+@st.composite
+def image_and_tiling(draw: st.DrawFn) -> tuple[np.ndarray, int, int]:
+    tile = draw(st.sampled_from([8, 16, 32, 48]))
+    overlap = draw(st.integers(0, tile - 1))
+    height = draw(st.integers(1, 160))
+    width = draw(st.integers(1, 160))
+    seed = draw(st.integers(0, 2**32 - 1))
+    plane = np.random.default_rng(seed).random((height, width), dtype=np.float32)
+    return plane, tile, overlap
+
+
+@settings(max_examples=60, deadline=None)
+@given(image_and_tiling())
+def test_stitching_the_tiles_reproduces_the_image(case: tuple[np.ndarray, int, int]) -> None:
+    plane, tile, overlap = case
+    grid, tiles = tile_image(plane, tile, overlap)
+    assert tiles.shape == (len(grid), tile, tile)
+    np.testing.assert_allclose(stitch_tiles(grid, tiles), plane, rtol=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 2000), st.integers(1, 300), st.data())
+def test_origins_cover_every_pixel_without_overrun(length: int, tile: int, data: st.DataObject) -> None:
+    stride = data.draw(st.integers(1, tile))
+    origins = tile_origins(length, tile, stride)
+    padded = max(length, tile)
+    assert origins[0] == 0 and origins[-1] + tile == padded
+    assert all(0 < b - a <= stride for a, b in pairwise(origins))
+
+
+def test_image_smaller_than_a_tile_is_padded_to_one_tile() -> None:
+    grid = make_grid((10, 7), tile=256, overlap=32)
+    assert grid.padded_shape == (256, 256) and len(grid) == 1
+
+
+def test_overlap_must_be_smaller_than_the_tile() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        make_grid((100, 100), tile=32, overlap=32)
