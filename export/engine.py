@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from export.errors import ExportError
 from export.metadata import INPUT_NAME
+from runtime.backends.trt import ENGINE_DIR, engine_filename
 from runtime.bundle import PRECISION_FILES, Bundle, load_bundle
 from runtime.imageio import write_bytes, write_json
 
-ENGINE_DIR = "engines"
 # engine precisions; each is built from the bundle's ONNX of that precision (strong typing)
 PRECISIONS = ("fp32", "fp16", "int8")
 MAKE_SOURCE = {"fp16": "fundus-export fp16 --bundle DIR", "int8": "python -m calib --bundle DIR ..."}
@@ -54,19 +53,10 @@ class Profile:
         }
 
 
-def slug(text: str) -> str:
-    """``"NVIDIA H100 80GB HBM3"`` → ``"nvidia-h100-80gb-hbm3"`` (safe in a file name)."""
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "gpu"
-
-
-def engine_key(device: Device, precision: str) -> str:
-    """The cache file stem, e.g. ``nvidia-h100-80gb-hbm3-sm90-trt10.3.0-fp16``."""
-    major, minor = device.compute_capability
-    return f"{slug(device.gpu)}-sm{major}{minor}-trt{device.tensorrt}-{precision}"
-
-
 def engine_path(bundle_root: Path, device: Device, precision: str) -> Path:
-    return bundle_root / ENGINE_DIR / f"{engine_key(device, precision)}.engine"
+    """The cache file the runtime's TensorRT backend looks for (same naming function)."""
+    filename = engine_filename(device.gpu, device.compute_capability, device.tensorrt, precision)
+    return bundle_root / ENGINE_DIR / filename
 
 
 def sidecar_path(engine: Path) -> Path:
@@ -178,9 +168,9 @@ def build_engine(
     force: bool = False,
 ) -> Path:
     """Build (or reuse) the engine of ``precision`` for this GPU; returns the engine path."""
+    trt = import_tensorrt()
     bundle = load_bundle(bundle_dir)
     source, sha = source_model(bundle, precision)
-    trt = import_tensorrt()
     device = query_device(trt.__version__)
     profile = Profile(bundle.tile, max_batch)
     path = engine_path(bundle.root, device, precision)

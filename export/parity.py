@@ -15,16 +15,14 @@ import cv2
 import numpy as np
 
 from calib.datasets import drive_samples
-from calib.onnxrun import ort_predictor, ort_session
 from export.engine import build_engine
 from export.errors import ExportError
-from export.predictors import opencv_predictor, tensorrt_predictor, torch_predictor
-from runtime.bundle import Bundle, load_bundle
+from runtime.backends import Backend, BackendError, create_backend
+from runtime.bundle import PRECISION_FILES, Bundle, load_bundle
 from runtime.imageio import write_json
 from runtime.inference import TilePredictor, predict_plane
 from runtime.metrics import SegmentationEvaluator
 from runtime.preprocess import preprocess
-from train.checkpoint import load_model
 
 PARITY_JSON = "parity.json"
 
@@ -148,29 +146,23 @@ def failures(result: dict, tol: Tolerance) -> list[str]:
     return broken
 
 
-def backend_predictors(bundle: Bundle, tensorrt_precisions: tuple[str, ...] = ("fp16", "int8")) -> tuple[dict, dict]:
-    """``({name: (precision, predictor)}, {skipped name: reason})`` for what this machine can run."""
-    found: dict[str, tuple[str, TilePredictor]] = {}
+def backends_here(bundle: Bundle, checkpoint: str | os.PathLike) -> tuple[dict[str, Backend], dict[str, str]]:
+    """``({name: backend}, {skipped name: reason})`` for everything this machine can run."""
+    wanted = [("ort", "fp32"), ("opencv", "fp32"), ("ort", "fp16"), ("ort", "int8"), ("trt", "fp16"), ("trt", "int8")]
+    found: dict[str, Backend] = {}
     skipped: dict[str, str] = {}
-    v = bundle.vessel_index
-    for precision in ("fp32", "fp16", "int8"):
-        if bundle.has(precision):
-            found[f"ort_{precision}"] = (precision, ort_predictor(ort_session(bundle.model_path(precision)), v))
-        else:
-            skipped[f"ort_{precision}"] = f"{precision} model not in bundle"
-    if bundle.has("fp32_static"):
-        found["opencv_fp32_static"] = ("fp32_static", opencv_predictor(bundle.model_path("fp32_static"), v))
-    else:
-        skipped["opencv_fp32_static"] = "static model not in bundle"
-    try:
-        for precision in tensorrt_precisions:
-            if bundle.has(precision):
-                found[f"tensorrt_{precision}"] = (
-                    precision,
-                    tensorrt_predictor(build_engine(bundle.root, precision), v),
-                )
-    except ExportError as exc:  # no TensorRT or no GPU here: parity of the rest still stands
-        skipped["tensorrt"] = str(exc)
+    for kind, precision in wanted:
+        name = f"{kind}_{precision}"
+        source = "fp32_static" if kind == "opencv" else precision
+        if not bundle.has(source):
+            skipped[name] = f"{PRECISION_FILES[source]} not in bundle"
+            continue
+        try:
+            if kind == "trt":
+                build_engine(bundle.root, precision)
+            found[name] = create_backend(kind, bundle, precision, checkpoint=checkpoint)
+        except (ExportError, BackendError) as exc:  # no TensorRT/GPU here: the rest still stands
+            skipped[name] = str(exc)
     return found, skipped
 
 
@@ -183,13 +175,14 @@ def run_parity(
 ) -> dict:
     """Compare every available backend with PyTorch; write and return ``parity.json``'s content."""
     bundle = load_bundle(bundle_dir)
-    model, _ = load_model(checkpoint)
     planes = drive_planes(bundle, data_root, images) if data_root else synthetic_planes(bundle, images)
-    reference = run_backend(torch_predictor(model, bundle.vessel_index), planes, bundle, batch)
-    found, skipped = backend_predictors(bundle)
+    torch_backend = create_backend("torch", bundle, "fp32", checkpoint=checkpoint)
+    reference = run_backend(torch_backend.predict, planes, bundle, batch)
+    found, skipped = backends_here(bundle, checkpoint)
     backends = {}
-    for name, (precision, predict) in found.items():
-        result = compare(reference, run_backend(predict, planes, bundle, batch), planes, bundle.threshold)
+    for name, backend in found.items():
+        result = compare(reference, run_backend(backend.predict, planes, bundle, batch), planes, bundle.threshold)
+        precision = "fp32_static" if backend.name == "opencv" else backend.precision
         tol = TOLERANCES[precision]
         broken = failures(result, tol)
         backends[name] = {

@@ -1,0 +1,188 @@
+"""Export stages on the tiny random-weight U-Net: bundle round trip, static, FP16, parity, engines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from export.cli import main
+from export.engine import Device, Profile, engine_path, is_current, sidecar, sidecar_path
+from export.metadata import json_safe
+from export.onnx_export import SHAPE_OPS, export_bundle, op_counts
+from runtime.bundle import BundleError, load_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle made through the command line: onnx (+ static), then fp16."""
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    assert main(["onnx", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--name", "tiny"]) == 0
+    assert main(["fp16", "--bundle", str(out)]) == 0
+    return out
+
+
+def walk(value: object):
+    """Every value nested in a JSON document."""
+    yield value
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    for child in children:
+        yield from walk(child)
+
+
+def test_model_json_round_trip(bundle_dir: Path) -> None:
+    bundle = load_bundle(bundle_dir)
+    meta = bundle.meta
+    assert meta["format"] == "fundus-bundle/1" and meta["name"] == "tiny"
+    assert "not a diagnostic device" in meta["intended_use"]
+    assert meta["input"] == {"name": "image", "channels": 1, "layout": "NCHW", "dtype": "float32"}
+    assert meta["output"]["vessel_index"] == 1 and meta["output"]["activation"] == "softmax"
+    assert (bundle.tile, bundle.overlap, bundle.threshold) == (256, 32, 0.5)
+    assert meta["architecture"]["parameters"] > 0 and meta["versions"]["opset"] >= 17
+    assert set(meta["files"]) == {"fp32", "fp32_static", "fp16"}
+    for precision in meta["files"]:
+        bundle.model_path(precision)  # sha256 verified
+    assert not any(v is None for v in walk(json.loads((bundle_dir / "model.json").read_text())))
+
+
+def test_fp32_has_dynamic_batch_and_softmax_output(bundle_dir: Path) -> None:
+    session = ort.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, inp.shape[1:], out.name) == ("image", [1, 256, 256], "probabilities")
+    x = np.random.default_rng(1).standard_normal((3, 1, 256, 256)).astype(np.float32)
+    probs = session.run(None, {"image": x})[0]
+    assert probs.shape == (3, 2, 256, 256)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_static_variant_loads_in_opencv_and_matches(bundle_dir: Path) -> None:
+    graph = onnx.load(str(bundle_dir / "model.static.onnx"))
+    assert not SHAPE_OPS & set(op_counts(graph))
+    assert [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim] == [1, 1, 256, 256]
+    x = np.random.default_rng(2).standard_normal((1, 1, 256, 256)).astype(np.float32)
+    net = cv2.dnn.readNetFromONNX(str(bundle_dir / "model.static.onnx"))
+    net.setInput(x)
+    session = ort.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert np.abs(net.forward() - session.run(None, {"image": x})[0]).max() <= 1e-4
+
+
+def test_fp16_keeps_io_and_softmax_in_fp32(bundle_dir: Path) -> None:
+    graph = onnx.load(str(bundle_dir / "model.fp16.onnx"))
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert "BatchNormalization" not in op_counts(graph)
+    (softmax,) = [n for n in graph.graph.node if n.op_type == "Softmax"]
+    assert softmax.output[0] == "probabilities"  # computed in FP32, no FP16 round trip after it
+
+
+def test_parity_passes_for_every_exported_precision(bundle_dir: Path, tiny_checkpoint: Path) -> None:
+    assert main(["parity", "--bundle", str(bundle_dir), "--checkpoint", str(tiny_checkpoint)]) == 0
+    report = json.loads((bundle_dir / "parity.json").read_text())
+    assert {"ort_fp32", "opencv_fp32", "ort_fp16"} <= set(report["backends"])
+    fp16 = report["backends"]["ort_fp16"]
+    assert fp16["pass"] and fp16["tile_max_abs_diff"] <= 2e-2 and fp16["mask_agreement"] >= 0.999
+    assert report["backends"]["ort_fp32"]["image_max_abs_diff"] <= 1e-4
+
+
+def test_parity_flags_a_perturbed_model(bundle_dir: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    graph = onnx.load(str(broken / "model.onnx"))
+    weights = next(t for t in graph.graph.initializer if len(t.dims) == 4)
+    values = onnx.numpy_helper.to_array(weights) * 1.05
+    weights.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), weights.name))
+    onnx.save(graph, str(broken / "model.onnx"))
+    bundle = load_bundle(broken)
+    bundle.register_file("fp32", broken / "model.onnx")  # consistent sha: only parity can catch it
+    bundle.save()
+    assert main(["parity", "--bundle", str(broken), "--checkpoint", str(tiny_checkpoint)]) == 1
+    report = json.loads((broken / "parity.json").read_text())
+    assert not report["pass"] and not report["backends"]["ort_fp32"]["pass"]
+    assert report["backends"]["opencv_fp32"]["pass"]
+
+
+def test_tampered_file_is_refused(bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    broken = tmp_path / "tampered"
+    shutil.copytree(bundle_dir, broken)
+    with open(broken / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(broken).model_path("fp32")
+    assert main(["fp16", "--bundle", str(broken)]) == 2
+    assert "model.onnx" in capsys.readouterr().err
+
+
+def test_json_safe_drops_null_and_nan() -> None:
+    assert json_safe({"a": None, "b": [1, None], "c": float("nan"), "d": (2, 3)}) == {
+        "b": [1, "none"],
+        "c": "nan",
+        "d": [2, 3],
+    }
+
+
+def test_build_engine_without_tensorrt_says_so(bundle_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    if _has_tensorrt():
+        pytest.skip("TensorRT is installed here; this checks the message on machines without it")
+    assert main(["build-engine", "--bundle", str(bundle_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "TensorRT is not installed" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def _has_tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_engine_cache_key_and_rebuild_rule(tmp_path: Path) -> None:
+    device = Device("NVIDIA H100 80GB HBM3", (9, 0), "10.3.0")
+    path = engine_path(tmp_path, device, "fp16")
+    assert path == tmp_path / "engines" / "nvidia-h100-80gb-hbm3-sm90-trt10.3.0-fp16.engine"
+    assert engine_path(tmp_path, Device("Orin", (8, 7), "11.0.0"), "int8").name == "orin-sm87-trt11.0.0-int8.engine"
+    wanted = sidecar(device, "fp16", tmp_path / "model.fp16.onnx", "abc", Profile(256, 8), 1024)
+    assert wanted["compute_capability"] == "9.0" and wanted["source_sha256"] == "abc"
+    assert not is_current(path, wanted)  # nothing built yet
+    path.parent.mkdir()
+    path.write_bytes(b"plan")
+    sidecar_path(path).write_text(json.dumps(wanted))
+    assert is_current(path, wanted)
+    assert not is_current(path, {**wanted, "source_sha256": "changed"})  # new model → rebuild
+    assert not is_current(path, sidecar(device, "fp16", tmp_path / "model.fp16.onnx", "abc", Profile(256, 16), 1024))
+
+
+def test_profile_shapes() -> None:
+    assert Profile(256, 8).shapes() == {"min": [1, 1, 256, 256], "opt": [8, 1, 256, 256], "max": [8, 1, 256, 256]}
+    with pytest.raises(ValueError):
+        Profile(256, 0).shapes()
+
+
+def test_export_bundle_without_static(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    root = export_bundle(tiny_checkpoint, tmp_path / "b", static=False)
+    assert set(load_bundle(root).meta["files"]) == {"fp32"}
+
+
+def test_build_engine_with_tensorrt(bundle_dir: Path) -> None:
+    pytest.importorskip("tensorrt", reason="TensorRT is not installable on this machine (needs the GPU device)")
+    from export.engine import build_engine
+
+    path = build_engine(bundle_dir, "fp16", max_batch=4)
+    assert path.is_file() and sidecar_path(path).is_file()
+    assert build_engine(bundle_dir, "fp16", max_batch=4).stat().st_mtime == path.stat().st_mtime  # cached
+
+
+@pytest.mark.data
+def test_parity_on_drive_test_image(bundle_dir: Path, tiny_checkpoint: Path, data_root: Path) -> None:
+    from export.parity import run_parity
+
+    report = run_parity(bundle_dir, tiny_checkpoint, data_root, images=1)
+    assert report["inputs"]["source"] == "DRIVE test" and report["inputs"]["tiles"] == 9
+    assert "miou_delta_points" in report["backends"]["ort_fp32"]
+    assert report["backends"]["ort_fp32"]["pass"] and report["backends"]["opencv_fp32"]["pass"]
