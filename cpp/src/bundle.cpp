@@ -91,6 +91,14 @@ Result<Bundle> loadBundle(const std::string& root) {
 
     Bundle bundle;
     bundle.root = root;
+    if (top["name"].isString()) {
+        bundle.name = std::string(top["name"]);
+    } else {
+        std::string folder = root;
+        while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
+        const auto slash = folder.find_last_of('/');
+        bundle.name = slash == std::string::npos ? folder : folder.substr(slash + 1);
+    }
     const cv::FileNode pre = top["preprocess"];
     PreprocessConfig& p = bundle.preprocess;
     if (!pre["channel"].isString() || !readNumber(pre["clahe_clip"], p.claheClip) ||

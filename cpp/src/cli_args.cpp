@@ -1,5 +1,6 @@
 #include "fundus/cli_args.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -32,7 +33,7 @@ std::string usageText(const std::string& program) {
     out << "usage: " << program
         << " INPUT... -o OUTDIR [--model BUNDLE_DIR] [--backend auto|opencv|trt]\n"
            "       [--precision fp32|fp16|int8] [--fov auto|none|MASK_FILE] [--threshold T]\n"
-           "       [--save mask,prob,overlay] [--threads N] [--quiet]\n\n"
+           "       [--save mask,prob,overlay] [--batch N] [--threads N] [--quiet]\n\n"
            "Retinal vessel segmentation of fundus photographs (C++ runtime of fundus-infer).\n\n"
            "  INPUT...             image files or folders (PNG, JPEG, TIFF, BMP, PPM/PGM; 8/16-bit,\n"
            "                       gray, RGB or RGBA). GIF is not supported by OpenCV 4.6.\n"
@@ -46,12 +47,13 @@ std::string usageText(const std::string& program) {
            "  --fov MODE           auto: from the photograph (default); none: whole image;\n"
            "                       or a mask image file (applied to every input)\n"
            "  --threshold T        vessel probability threshold (default: model.json)\n"
-           "  --save LIST          comma-separated outputs of mask,prob,overlay (default: mask)\n"
+           "  --save LIST          comma-separated: mask,prob,overlay (default: all three)\n"
+           "  --batch N            tiles per model call (TensorRT; OpenCV DNN runs one at a time)\n"
            "  --threads N          CPU threads for OpenCV (default: all)\n"
            "  --quiet              no per-image progress lines\n"
            "  -h, --help           this help;  --version  version\n\n"
            "Exit status: 0 all images ok, 1 some image failed, 2 usage or bundle error.\n"
-           "Not supported here (Python fundus-infer only): backends ort and torch, --checkpoint.\n";
+           "Not supported here (Python fundus-infer only): backends ort and torch, --checkpoint, --demo.\n";
     return out.str();
 }
 
@@ -131,20 +133,26 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
         } else if (arg == "--save") {
             std::string text;
             status = takeValue(text);
-            args.saveMask = args.saveProb = args.saveOverlay = false;
+            args.save.clear();
             std::stringstream items(text);
             std::string item;
             while (status && std::getline(items, item, ',')) {
-                if (item == "mask") {
-                    args.saveMask = true;
-                } else if (item == "prob") {
-                    args.saveProb = true;
-                } else if (item == "overlay") {
-                    args.saveOverlay = true;
+                item.erase(0, item.find_first_not_of(' '));
+                item.erase(item.find_last_not_of(' ') + 1);
+                if (item == "mask" || item == "prob" || item == "overlay") {
+                    if (std::find(args.save.begin(), args.save.end(), item) == args.save.end()) args.save.push_back(item);
                 } else if (!item.empty()) {
-                    status = usageError("--save takes mask,prob,overlay (got '" + item + "')");
+                    status = usageError("--save: unknown output(s) " + item + "; choose from mask, prob, overlay");
                 }
             }
+        } else if (arg == "--batch") {
+            std::string text;
+            status = takeValue(text);
+            double n = 0;
+            if (status && (!parseDouble(text, n) || n < 1 || n != int(n))) {
+                status = usageError("--batch must be >= 1, got " + text);
+            }
+            args.batch = int(n);
         } else if (arg == "--debug-dump") {  // hidden: float planes for the parity tests
             status = takeValue(args.debugDump);
         } else {

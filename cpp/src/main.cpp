@@ -1,11 +1,14 @@
 // fundus-infer (C++): segment retinal vessels in fundus photographs with a model bundle.
-// Mirrors the Python runtime (runtime/cli.py); see cpp/README.md for the supported subset.
+// Mirrors the Python runtime/cli.py (outputs, summary.json, exit codes); cpp/README.md lists the
+// supported subset.
 #include <dirent.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include <opencv2/core/utility.hpp>
 
@@ -14,6 +17,7 @@
 #include "fundus/cli_args.h"
 #include "fundus/imageio.h"
 #include "fundus/pipeline.h"
+#include "fundus/sha256.h"
 #include "fundus/summary.h"
 
 #ifndef FUNDUS_VERSION
@@ -22,28 +26,41 @@
 
 namespace {
 
+constexpr const char* kProg = "fundus-infer";
 constexpr int kExitOk = 0;
 constexpr int kExitImageFailed = 1;
 constexpr int kExitUsage = 2;
 
+// runtime/imageio.py IMAGE_SUFFIXES
 const char* const kImageSuffixes[] = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm"};
 
 bool hasImageSuffix(const std::string& name) {
     std::string lower = name;
     for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
-    for (const char* suffix : kImageSuffixes) {
-        const std::string s = suffix;
-        if (lower.size() > s.size() && lower.compare(lower.size() - s.size(), s.size(), s) == 0) return true;
+    for (const std::string suffix : kImageSuffixes) {
+        if (lower.size() > suffix.size() && lower.compare(lower.size() - suffix.size(), suffix.size(), suffix) == 0) {
+            return true;
+        }
     }
     return false;
 }
 
+struct Job {
+    std::string source;
+    std::string stem;
+};
+
+struct Failure {
+    std::string file;
+    std::string error;
+};
+
 // Files stay as given (a missing one fails later, by name); folders expand to their images.
-std::vector<std::string> expandInputs(const std::vector<std::string>& inputs) {
-    std::vector<std::string> out;
+std::vector<Job> collectJobs(const std::vector<std::string>& inputs, std::vector<Failure>& failures) {
+    std::vector<Job> jobs;
     for (const std::string& input : inputs) {
         if (!fundus::isDirectory(input)) {
-            out.push_back(input);
+            jobs.push_back({input, fundus::pathStem(input)});
             continue;
         }
         std::vector<std::string> found;
@@ -55,25 +72,43 @@ std::vector<std::string> expandInputs(const std::vector<std::string>& inputs) {
             ::closedir(dir);
         }
         std::sort(found.begin(), found.end());
-        out.insert(out.end(), found.begin(), found.end());
+        if (found.empty()) failures.push_back({input, "folder holds no images"});
+        for (const std::string& path : found) jobs.push_back({path, fundus::pathStem(path)});
     }
-    return out;
+    return jobs;
+}
+
+void usageFailure(const std::string& message) { std::cerr << kProg << ": error: " << message << "\n"; }
+
+// Creates OUTDIR and proves a file can be written there.
+fundus::Status prepareOutputDir(const std::string& dir) {
+    fundus::Status status = fundus::makeDirectories(dir);
+    if (!status) return status;
+    std::string probe = fundus::joinPath(dir, ".fundus-infer-probe-XXXXXX");
+    std::vector<char> name(probe.begin(), probe.end());
+    name.push_back('\0');
+    const int fd = ::mkstemp(name.data());
+    if (fd < 0) return fundus::Status::error(fundus::ErrorCode::kIo, dir + ": output folder not writable");
+    ::close(fd);
+    ::unlink(name.data());
+    return fundus::Status::ok();
 }
 
 fundus::Status writeOutputs(const fundus::CliArgs& args, const std::string& stem, const fundus::Segmentation& seg,
-                            fundus::ImageRecord& record) {
-    auto write = [&](const std::string& kind, const cv::Mat& image) {
+                            fundus::Json& outputs) {
+    for (const std::string& kind : args.save) {
+        cv::Mat image;
+        if (kind == "mask") image = seg.mask;
+        if (kind == "prob") image = fundus::probabilityImage(seg.probability);
+        if (kind == "overlay") image = fundus::overlayImage(seg.imageRgb, seg.mask);
         const std::string name = stem + "_" + kind + ".png";
         fundus::Status status = fundus::writeImageAtomic(fundus::joinPath(args.outputDir, name), image);
-        if (status) record.outputs.emplace_back(kind, name);
-        return status;
-    };
-    fundus::Status status;
-    if (args.saveMask && !(status = write("mask", seg.mask))) return status;
-    if (args.saveProb && !(status = write("prob", fundus::probabilityImage(seg.probability)))) return status;
-    if (args.saveOverlay && !(status = write("overlay", fundus::overlayImage(seg.imageRgb, seg.mask)))) return status;
+        if (!status) return status;
+        outputs.set(kind, name);
+    }
     if (!args.debugDump.empty()) {
         const std::string base = fundus::joinPath(args.debugDump, stem);
+        fundus::Status status;
         if (!(status = fundus::writeNpy(base + "_input.npy", seg.input))) return status;
         if (!(status = fundus::writeNpy(base + "_prob.npy", seg.probability))) return status;
         if (!(status = fundus::writeNpy(base + "_fov.npy", seg.fov))) return status;
@@ -81,114 +116,161 @@ fundus::Status writeOutputs(const fundus::CliArgs& args, const std::string& stem
     return fundus::Status::ok();
 }
 
-int run(const fundus::CliArgs& args) {
-    auto bundle = fundus::loadBundle(args.model);
-    if (!bundle) {
-        std::cerr << "fundus-infer: error: " << bundle.status().message() << "\n";
-        return kExitUsage;
-    }
-    const double threshold = args.thresholdSet ? args.threshold : bundle->threshold;
+// One image: read, segment, write; its summary entry, or the Status naming why it failed.
+fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args, const fundus::Bundle& bundle,
+                                    fundus::Backend& backend, const fundus::FovSetting& fov, double threshold,
+                                    std::string& progress) {
+    const auto start = std::chrono::steady_clock::now();
+    auto image = fundus::readImage(job.source);
+    if (!image) return image.status();
+    auto seg = fundus::segmentImage(*image, bundle, backend, fov, threshold, args.batch);
+    if (!seg) return seg.status();
+    fundus::Json outputs = fundus::Json::object();
+    fundus::Status status = writeOutputs(args, job.stem, *seg, outputs);
+    if (!status) return status;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const int depth = image->depth();
+    const int bitDepth = depth == CV_16U || depth == CV_16S ? 16 : (depth == CV_32F ? 32 : (depth == CV_64F ? 64 : 8));
+    char line[64];
+    std::snprintf(line, sizeof(line), ": vessels %.1f%% of FOV, %.2f s", 100.0 * seg->vesselFraction, seconds);
+    progress = job.source + line;
+    fundus::Json timings = fundus::Json::object();
+    timings.set("preprocess", fundus::roundTo(seg->preprocessSeconds, 4))
+        .set("inference", fundus::roundTo(seg->inferenceSeconds, 4))
+        .set("postprocess", fundus::roundTo(seg->postprocessSeconds, 4));
+    fundus::Json entry = fundus::Json::object();
+    entry.set("file", job.source)
+        .set("width", image->cols)
+        .set("height", image->rows)
+        .set("channels", image->channels())
+        .set("bit_depth", bitDepth)
+        .set("backend", backend.name())
+        .set("precision", backend.precision())
+        .set("seconds", fundus::roundTo(seconds, 4))
+        .set("vessel_fraction", fundus::roundTo(seg->vesselFraction, 6))
+        .set("timings", timings)
+        .set("outputs", outputs);
+    return entry;
+}
 
+std::string baseName(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+fundus::Json bundleSummary(const fundus::Bundle& bundle, const fundus::Backend& backend) {
+    auto metaSha = fundus::sha256File(fundus::joinPath(bundle.root, "model.json"));
+    auto modelSha = fundus::sha256File(backend.modelPath());
+    fundus::Json out = fundus::Json::object();
+    out.set("name", bundle.name)
+        .set("path", bundle.root)
+        .set("model_json_sha256", metaSha ? *metaSha : std::string())
+        .set("model_file", baseName(backend.modelPath()))
+        .set("model_sha256", modelSha ? *modelSha : std::string());
+    return out;
+}
+
+int run(const fundus::CliArgs& args) {
+    // everything that must succeed before the first image (else exit status 2), in cli.py's order
     fundus::FovSetting fov;
     if (args.fov == "auto" || args.fov == "none") {
         fov.mode = args.fov;
     } else {
         auto mask = fundus::readBinaryMask(args.fov);
         if (!mask) {
-            std::cerr << "fundus-infer: error: --fov: " << mask.status().message() << "\n";
+            usageFailure("--fov: " + mask.status().message());
             return kExitUsage;
         }
         fov.mode = "file";
         fov.fileMask = *mask;
     }
-
+    fundus::Status status = prepareOutputDir(args.outputDir);
+    if (!status) {
+        usageFailure(status.message());
+        return kExitUsage;
+    }
+    if (!args.debugDump.empty() && !(status = fundus::makeDirectories(args.debugDump))) {
+        usageFailure(status.message());
+        return kExitUsage;
+    }
+    auto bundle = fundus::loadBundle(args.model);
+    if (!bundle) {
+        usageFailure(bundle.status().message());
+        return kExitUsage;
+    }
+    const double threshold = args.thresholdSet ? args.threshold : bundle->threshold;
     fundus::BackendOptions options;
     options.backend = args.backend;
     options.precision = args.precision;
     options.threads = args.threads;
     auto backend = fundus::createBackend(*bundle, options);
     if (!backend) {
-        std::cerr << "fundus-infer: error: " << backend.status().message() << "\n";
-        return kExitUsage;
-    }
-    fundus::Status status = fundus::makeDirectories(args.outputDir);
-    if (!status) {
-        std::cerr << "fundus-infer: error: " << status.message() << "\n";
-        return kExitUsage;
-    }
-    if (!args.debugDump.empty() && !(status = fundus::makeDirectories(args.debugDump))) {
-        std::cerr << "fundus-infer: error: " << status.message() << "\n";
+        usageFailure(backend.status().message());
         return kExitUsage;
     }
 
-    const std::vector<std::string> inputs = expandInputs(args.inputs);
-    if (inputs.empty()) {
-        std::cerr << "fundus-infer: error: no images found in the given folders\n";
-        return kExitUsage;
-    }
-    std::vector<fundus::ImageRecord> records;
-    int failures = 0;
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-        const std::string& path = inputs[i];
-        fundus::ImageRecord record;
-        record.file = path;
-        record.backend = (*backend)->name();
-        record.precision = (*backend)->precision();
-        const auto start = std::chrono::steady_clock::now();
-        fundus::Status outcome;
-        try {
-            auto image = fundus::readImage(path);
-            outcome = image.status();
-            if (image) {
-                record.width = image->cols;
-                record.height = image->rows;
-                auto seg = fundus::segmentImage(*image, *bundle, **backend, fov, threshold);
-                if (seg) {
-                    outcome = writeOutputs(args, fundus::pathStem(path), *seg, record);
-                    record.vesselFraction = seg->vesselFraction;
-                    record.fovPixels = seg->fovPixels;
-                } else {
-                    outcome = seg.status();
-                }
-            }
-        } catch (const cv::Exception& e) {
-            outcome = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV: " + e.msg);
-        }
-        record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (outcome.isOk()) {
-            record.ok = true;
-            if (!args.quiet) {
-                std::printf("[%zu/%zu] %s: %dx%d, vessels %.2f%% of FOV, %.2f s\n", i + 1, inputs.size(), path.c_str(),
-                            record.width, record.height, 100.0 * record.vesselFraction, record.seconds);
-                std::fflush(stdout);
-            }
+    std::vector<Failure> failures;
+    const std::vector<Job> jobs = collectJobs(args.inputs, failures);
+    for (const Failure& f : failures) std::cerr << kProg << ": " << f.file << ": " << f.error << "\n";
+    fundus::Json images = fundus::Json::array();
+    int succeeded = 0;
+    std::map<std::string, std::string> usedStems;
+    for (const Job& job : jobs) {
+        fundus::Result<fundus::Json> entry = fundus::Status::ok();
+        std::string progress;
+        auto used = usedStems.find(job.stem);
+        if (used != usedStems.end()) {
+            entry = fundus::Status::error(fundus::ErrorCode::kUsage,
+                                          "output name '" + job.stem + "' already used by " + used->second);
         } else {
-            ++failures;
-            // messages from readImage already start with the file name
-            const std::string& why = outcome.message();
-            record.error = why.rfind(path, 0) == 0 ? why : path + ": " + why;
-            std::cerr << "fundus-infer: error: " << record.error << "\n";
+            usedStems[job.stem] = job.source;
+            try {
+                entry = runJob(job, args, *bundle, **backend, fov, threshold, progress);
+            } catch (const cv::Exception& e) {  // one bad image must not stop the batch
+                entry = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV error: " + e.msg);
+            } catch (const std::exception& e) {
+                entry = fundus::Status::error(fundus::ErrorCode::kBackend, e.what());
+            }
         }
-        records.push_back(std::move(record));
+        if (!entry) {
+            const std::string& reason = entry.status().message();
+            failures.push_back({job.source, reason});
+            const bool named = reason.find(job.source) != std::string::npos;
+            std::cerr << kProg << ": " << (named ? reason : job.source + ": " + reason) << "\n";
+            continue;
+        }
+        ++succeeded;
+        if (!args.quiet) {
+            std::printf("%s\n", progress.c_str());
+            std::fflush(stdout);
+        }
+        images.push(std::move(*entry));
     }
 
-    fundus::RunInfo info;
-    info.model = bundle->root;
-    info.modelFile = (*backend)->modelPath();
-    info.backend = (*backend)->name();
-    info.precision = (*backend)->precision();
-    info.threshold = threshold;
-    info.fov = fov.mode == "file" ? args.fov : fov.mode;
-    status = fundus::writeSummary(fundus::joinPath(args.outputDir, "summary.json"), info, records);
+    fundus::Json failureList = fundus::Json::array();
+    for (const Failure& f : failures) failureList.push(fundus::Json::object().set("file", f.file).set("error", f.error));
+    fundus::Json summary = fundus::Json::object();
+    summary.set("tool", kProg)
+        .set("runtime", "c++")
+        .set("bundle", bundleSummary(*bundle, **backend))
+        .set("backend", (*backend)->name())
+        .set("precision", (*backend)->precision())
+        .set("threshold", threshold)
+        .set("fov", args.fov)
+        .set("succeeded", succeeded)
+        .set("failed", int(failures.size()))
+        .set("images", images)
+        .set("failures", failureList);
+    const std::string summaryPath = fundus::joinPath(args.outputDir, "summary.json");
+    status = fundus::writeJsonAtomic(summaryPath, summary);
     if (!status) {
-        std::cerr << "fundus-infer: error: " << status.message() << "\n";
-        return kExitImageFailed;
+        usageFailure(status.message());
+        return kExitUsage;
     }
     if (!args.quiet) {
-        std::printf("%zu image(s), %d failed; summary in %s\n", inputs.size(), failures,
-                    fundus::joinPath(args.outputDir, "summary.json").c_str());
+        std::cerr << succeeded << " segmented, " << failures.size() << " failed -> " << summaryPath << "\n";
     }
-    return failures ? kExitImageFailed : kExitOk;
+    return failures.empty() ? kExitOk : kExitImageFailed;
 }
 
 }  // namespace
@@ -196,22 +278,22 @@ int run(const fundus::CliArgs& args) {
 int main(int argc, char** argv) {
     auto args = fundus::parseArgs(argc, argv);
     if (!args) {
-        std::cerr << fundus::usageText("fundus-infer") << "\nfundus-infer: error: " << args.status().message() << "\n";
+        std::cerr << fundus::usageText(kProg) << "\n" << kProg << ": error: " << args.status().message() << "\n";
         return kExitUsage;
     }
     if (args->showHelp) {
-        std::cout << fundus::usageText("fundus-infer");
+        std::cout << fundus::usageText(kProg);
         return kExitOk;
     }
     if (args->showVersion) {
-        std::cout << "fundus-infer " << FUNDUS_VERSION << " (C++; OpenCV " << CV_VERSION
+        std::cout << kProg << " " << FUNDUS_VERSION << " (C++; OpenCV " << CV_VERSION
                   << "; backends: " << fundus::compiledBackends() << ")\n";
         return kExitOk;
     }
     try {
         return run(*args);
     } catch (const cv::Exception& e) {
-        std::cerr << "fundus-infer: error: OpenCV: " << e.msg << "\n";
-        return kExitImageFailed;
+        std::cerr << kProg << ": error: OpenCV: " << e.msg << "\n";
+        return kExitUsage;
     }
 }

@@ -1,5 +1,7 @@
 #include "fundus/pipeline.h"
 
+#include <chrono>
+
 #include <opencv2/imgproc.hpp>
 
 #include "fundus/fov.h"
@@ -8,12 +10,12 @@
 
 namespace fundus {
 
-Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap) {
+Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch) {
     const TileGrid grid = makeGrid(plane.rows, plane.cols, tile, overlap);
     const cv::Mat padded = padToGrid(plane, grid);
     Stitcher stitcher(grid);
     const std::vector<cv::Point> origins = grid.origins();
-    constexpr std::size_t kBatch = 8;  // like runtime.inference.predict_plane; bounds memory
+    const std::size_t kBatch = std::size_t(std::max(1, batch));  // one batch of tiles in memory at a time
     std::vector<cv::Mat> tiles, predictions;
     for (std::size_t start = 0; start < origins.size(); start += kBatch) {
         tiles.clear();
@@ -31,15 +33,20 @@ Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, i
 }
 
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
-                                  const FovSetting& fov, double threshold) {
+                                  const FovSetting& fov, double threshold, int batch) {
+    using Clock = std::chrono::steady_clock;
+    auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
     Segmentation seg;
     seg.imageRgb = imageRgb;
+    const auto start = Clock::now();
     auto input = preprocess(imageRgb, bundle.preprocess);
     if (!input) return input.status();
     seg.input = *input;
-    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap);
+    const auto prepared = Clock::now();
+    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap, batch);
     if (!probability) return probability.status();
     seg.probability = *probability;
+    const auto inferred = Clock::now();
 
     if (fov.mode == "none") {
         seg.fov = cv::Mat(imageRgb.size(), CV_8UC1, cv::Scalar(1));
@@ -75,6 +82,9 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
     }
     seg.fovPixels = int(inside);
     seg.vesselFraction = inside ? double(vessels) / double(inside) : 0.0;
+    seg.preprocessSeconds = seconds(start, prepared);
+    seg.inferenceSeconds = seconds(prepared, inferred);
+    seg.postprocessSeconds = seconds(inferred, Clock::now());
     return seg;
 }
 
@@ -93,10 +103,24 @@ cv::Mat probabilityImage(const cv::Mat& probability) {
 }
 
 cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask) {
-    cv::Mat photo = toUint8(imageRgb).value();
-    if (photo.channels() == 1) cv::cvtColor(photo, photo, cv::COLOR_GRAY2RGB);
-    cv::Mat out = photo.clone();
-    out.setTo(cv::Scalar(255, 0, 0), mask);
+    auto u8 = toUint8(imageRgb);
+    cv::Mat out;
+    if (!u8) return out;
+    if (u8->channels() == 1) {
+        cv::cvtColor(*u8, out, cv::COLOR_GRAY2RGB);
+    } else {
+        out = u8->clone();
+    }
+    // runtime/outputs.py: vessel pixels = (photo * (100 - a) + colour * a + 50) / 100, integer
+    const int a = kOverlayAlphaPercent;
+    for (int y = 0; y < out.rows; ++y) {
+        const auto* m = mask.ptr<std::uint8_t>(y);
+        auto* px = out.ptr<cv::Vec3b>(y);
+        for (int x = 0; x < out.cols; ++x) {
+            if (!m[x]) continue;
+            for (int c = 0; c < 3; ++c) px[x][c] = std::uint8_t((px[x][c] * (100 - a) + kOverlayRgb[c] * a + 50) / 100);
+        }
+    }
     return out;
 }
 

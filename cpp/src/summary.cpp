@@ -2,29 +2,43 @@
 
 #include <cmath>
 #include <cstdio>
-#include <sstream>
+#include <cstdlib>
 
 #include "fundus/imageio.h"
 
 namespace fundus {
-namespace {
 
-std::string number(double value) {
-    if (!std::isfinite(value)) return "0";
-    char text[32];
-    std::snprintf(text, sizeof(text), "%.17g", value);
-    // shortest representation that round-trips, like Python's repr
-    for (int digits = 1; digits <= 17; ++digits) {
-        char shorter[32];
-        std::snprintf(shorter, sizeof(shorter), "%.*g", digits, value);
-        if (std::strtod(shorter, nullptr) == value) return shorter;
-    }
-    return text;
+Json& Json::set(const std::string& key, Json value) {
+    items_.emplace_back(key, std::move(value));
+    return *this;
 }
 
-std::string quoted(const std::string& text) { return "\"" + jsonEscape(text) + "\""; }
+Json& Json::push(Json value) {
+    items_.emplace_back(std::string(), std::move(value));
+    return *this;
+}
 
-}  // namespace
+std::string Json::dump(int indent) const {
+    switch (kind_) {
+        case Kind::kString: return "\"" + jsonEscape(text_) + "\"";
+        case Kind::kNumber: return jsonNumber(number_);
+        case Kind::kInteger: return std::to_string(integer_);
+        case Kind::kObject:
+        case Kind::kArray: break;
+    }
+    const bool isObject = kind_ == Kind::kObject;
+    if (items_.empty()) return isObject ? "{}" : "[]";
+    const std::string pad(std::size_t(indent + 2), ' ');
+    std::string out = isObject ? "{\n" : "[\n";
+    for (std::size_t i = 0; i < items_.size(); ++i) {
+        out += pad;
+        if (isObject) out += "\"" + jsonEscape(items_[i].first) + "\": ";
+        out += items_[i].second.dump(indent + 2);
+        out += i + 1 < items_.size() ? ",\n" : "\n";
+    }
+    out += std::string(std::size_t(indent), ' ') + (isObject ? "}" : "]");
+    return out;
+}
 
 std::string jsonEscape(const std::string& text) {
     std::string out;
@@ -41,62 +55,41 @@ std::string jsonEscape(const std::string& text) {
                     std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
                     out += buffer;
                 } else {
-                    out.push_back(char(c));
+                    out.push_back(char(c));  // UTF-8 passes through (Python escapes it; both are valid JSON)
                 }
         }
     }
     return out;
 }
 
-std::string summaryJson(const RunInfo& run, const std::vector<ImageRecord>& records) {
-    std::ostringstream out;
-    int failed = 0;
-    for (const auto& r : records) failed += r.ok ? 0 : 1;
-    out << "{\n"
-        << "  \"runtime\": \"fundus-infer (C++)\",\n"
-        << "  \"model\": " << quoted(run.model) << ",\n"
-        << "  \"model_file\": " << quoted(run.modelFile) << ",\n"
-        << "  \"backend\": " << quoted(run.backend) << ",\n"
-        << "  \"precision\": " << quoted(run.precision) << ",\n"
-        << "  \"threshold\": " << number(run.threshold) << ",\n"
-        << "  \"fov\": " << quoted(run.fov) << ",\n"
-        << "  \"count\": " << records.size() << ",\n"
-        << "  \"failed\": " << failed << ",\n"
-        << "  \"images\": [";
-    bool first = true;
-    for (const auto& r : records) {
-        if (!r.ok) continue;
-        out << (first ? "\n" : ",\n") << "    {\"file\": " << quoted(r.file) << ", \"width\": " << r.width
-            << ", \"height\": " << r.height << ", \"backend\": " << quoted(r.backend)
-            << ", \"precision\": " << quoted(r.precision) << ", \"seconds\": " << number(r.seconds)
-            << ", \"vessel_fraction\": " << number(r.vesselFraction) << ", \"fov_pixels\": " << r.fovPixels
-            << ", \"outputs\": {";
-        for (std::size_t i = 0; i < r.outputs.size(); ++i) {
-            out << (i ? ", " : "") << quoted(r.outputs[i].first) << ": " << quoted(r.outputs[i].second);
-        }
-        out << "}}";
-        first = false;
+std::string jsonNumber(double value) {
+    if (!std::isfinite(value)) return "0.0";  // JSON has no NaN/Infinity
+    char text[40] = "0";
+    for (int digits = 1; digits <= 17; ++digits) {  // shortest text that reads back exactly
+        std::snprintf(text, sizeof(text), "%.*g", digits, value);
+        if (std::strtod(text, nullptr) == value) break;
     }
-    out << (first ? "],\n" : "\n  ],\n") << "  \"failures\": [";
-    first = true;
-    for (const auto& r : records) {
-        if (r.ok) continue;
-        out << (first ? "\n" : ",\n") << "    {\"file\": " << quoted(r.file) << ", \"error\": " << quoted(r.error)
-            << "}";
-        first = false;
+    std::string out = text;
+    const double magnitude = std::fabs(value);
+    if (out.find('e') != std::string::npos && magnitude >= 1e-4 && magnitude < 1e16) {
+        std::snprintf(text, sizeof(text), "%.1f", value);  // Python writes 100000.0, not 1e+05
+        out = text;
     }
-    out << (first ? "]\n" : "\n  ]\n") << "}\n";
-    return out.str();
+    if (out.find_first_of(".en") == std::string::npos) out += ".0";
+    return out;
 }
 
-Status writeSummary(const std::string& path, const RunInfo& run, const std::vector<ImageRecord>& records) {
-    return writeFileAtomic(path, summaryJson(run, records));
+double roundTo(double value, int digits) {
+    const double scale = std::pow(10.0, digits);
+    return std::nearbyint(value * scale) / scale;
 }
+
+Status writeJsonAtomic(const std::string& path, const Json& value) { return writeFileAtomic(path, value.dump() + "\n"); }
 
 Status writeNpy(const std::string& path, const cv::Mat& plane) {
     cv::Mat data;
     plane.convertTo(data, CV_32F);
-    data = data.isContinuous() ? data : data.clone();
+    if (!data.isContinuous()) data = data.clone();
     std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(data.rows) + ", " +
                          std::to_string(data.cols) + "), }";
     while ((10 + header.size() + 1) % 64 != 0) header.push_back(' ');

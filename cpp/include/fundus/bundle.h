@@ -25,6 +25,7 @@ struct ModelFile {
 
 struct Bundle {
     std::string root;  // bundle folder
+    std::string name;  // model.json "name", else the folder's name
     PreprocessConfig preprocess;
     int tile = 256;
     int overlap = 32;

@@ -17,9 +17,8 @@ struct CliArgs {
     std::string fov = "auto";         // auto | none | path to a mask image
     bool thresholdSet = false;
     double threshold = 0.5;           // used only when thresholdSet
-    bool saveMask = true;
-    bool saveProb = false;
-    bool saveOverlay = false;
+    std::vector<std::string> save = {"mask", "prob", "overlay"};  // in the order given
+    int batch = 8;                    // tiles per backend call (OpenCV runs them one by one)
     bool quiet = false;
     int threads = 0;
     std::string debugDump;            // hidden: write float planes (.npy) for parity tests

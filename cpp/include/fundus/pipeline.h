@@ -19,6 +19,9 @@ struct Segmentation {
     cv::Mat mask;         // CV_8U 0/255: probability >= threshold inside the FOV
     double vesselFraction = 0.0;
     int fovPixels = 0;
+    double preprocessSeconds = 0.0;   // timings as runtime.pipeline: preprocess,
+    double inferenceSeconds = 0.0;    // tiles + backend + stitch,
+    double postprocessSeconds = 0.0;  // FOV + threshold
 };
 
 struct FovSetting {
@@ -27,11 +30,16 @@ struct FovSetting {
 };
 
 // Vessel probability of a preprocessed plane: tiles (reflect-padded), backend, blended stitch.
-Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap);
+Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch = 8);
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
-                                  const FovSetting& fov, double threshold);
+                                  const FovSetting& fov, double threshold, int batch = 8);
 
-// Output images: prob as round(p * 255); overlay = the photograph (8-bit RGB) with vessels in red.
+// Overlay colour and opacity of vessel pixels, as runtime/outputs.py (OVERLAY_RGB, OVERLAY_ALPHA_PERCENT).
+constexpr int kOverlayRgb[3] = {0, 255, 0};
+constexpr int kOverlayAlphaPercent = 65;
+
+// Output images: prob as round(p * 255) (half to even); overlay = the photograph as 8-bit RGB
+// with vessel pixels blended towards kOverlayRgb.
 cv::Mat probabilityImage(const cv::Mat& probability);
 cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask);
 

@@ -1,7 +1,9 @@
-// summary.json: one record per input (ok or failed with its reason), written atomically.
+// summary.json in the layout of runtime/cli.py (same keys and order), written atomically; plus a
+// small ordered JSON value type to build it and the .npy writer of the hidden --debug-dump.
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -10,33 +12,40 @@
 
 namespace fundus {
 
-struct ImageRecord {
-    std::string file;
-    bool ok = false;
-    std::string error;  // when !ok
-    int width = 0;
-    int height = 0;
-    std::string backend;
-    std::string precision;
-    double seconds = 0.0;
-    double vesselFraction = 0.0;  // vessel pixels / FOV pixels
-    int fovPixels = 0;
-    std::vector<std::pair<std::string, std::string>> outputs;  // kind -> file name
-};
+// An ordered JSON value: null-free by construction (model.json readers in C++ choke on null).
+class Json {
+public:
+    enum class Kind { kString, kNumber, kInteger, kObject, kArray };
 
-struct RunInfo {
-    std::string model;        // bundle folder
-    std::string modelFile;    // ONNX file or engine run
-    std::string backend;
-    std::string precision;
-    double threshold = 0.5;
-    std::string fov;
+    Json(const char* text) : kind_(Kind::kString), text_(text) {}           // NOLINT
+    Json(std::string text) : kind_(Kind::kString), text_(std::move(text)) {}  // NOLINT
+    Json(double number) : kind_(Kind::kNumber), number_(number) {}            // NOLINT
+    Json(int integer) : kind_(Kind::kInteger), integer_(integer) {}           // NOLINT
+    Json(long long integer) : kind_(Kind::kInteger), integer_(integer) {}     // NOLINT
+    static Json object() { return Json(Kind::kObject); }
+    static Json array() { return Json(Kind::kArray); }
+
+    Json& set(const std::string& key, Json value);  // object: append (keys kept in order)
+    Json& push(Json value);                         // array: append
+    // Python json.dumps(indent=2) layout: nested containers one item per line.
+    std::string dump(int indent = 0) const;
+
+private:
+    explicit Json(Kind kind) : kind_(kind) {}
+    Kind kind_;
+    std::string text_;
+    double number_ = 0.0;
+    long long integer_ = 0;
+    std::vector<std::pair<std::string, Json>> items_;  // object members / array items (key unused)
 };
 
 std::string jsonEscape(const std::string& text);
-std::string summaryJson(const RunInfo& run, const std::vector<ImageRecord>& records);
-Status writeSummary(const std::string& path, const RunInfo& run, const std::vector<ImageRecord>& records);
-// A float32 2-D plane as a NumPy .npy file (for the parity tests' --debug-dump).
+// Python repr of a float after round(value, digits): "0.2339", "0.0", "1e-05".
+std::string jsonNumber(double value);
+double roundTo(double value, int digits);
+
+Status writeJsonAtomic(const std::string& path, const Json& value);
+// A 2-D plane as a little-endian float32 NumPy .npy file.
 Status writeNpy(const std::string& path, const cv::Mat& plane);
 
 }  // namespace fundus
