@@ -1,0 +1,90 @@
+"""Segmenter: whole images of any size, FOV handling, thresholds, bounded memory, no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_fixtures import small_fundus, tiny_bundle  # noqa: F401 - fixture
+
+from runtime.pipeline import Segmenter, resolve_fov, segment
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_bundle: Path) -> Segmenter:  # noqa: F811
+    return Segmenter(tiny_bundle, backend="ort", batch=4)
+
+
+def test_result_maps_have_the_input_size(segmenter: Segmenter) -> None:
+    image = small_fundus(300, 280)
+    result = segmenter.segment(image)
+    assert result.probability.shape == result.mask.shape == result.fov.shape == (300, 280)
+    assert result.probability.dtype == np.float32 and result.mask.dtype == bool
+    assert not (result.mask & ~result.fov).any(), "mask is 0 outside the FOV"
+    expected = (result.mask.sum() / result.fov.sum()) if result.fov.any() else 0.0
+    assert result.vessel_fraction == pytest.approx(expected)
+    assert set(result.timings) == {"preprocess", "inference", "postprocess"}
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5, 3), (20, 300, 4), (255, 257, 3)])
+def test_images_smaller_than_a_tile_work(segmenter: Segmenter, shape: tuple[int, ...]) -> None:
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    assert segmenter.segment(image).probability.shape == shape[:2]
+
+
+def test_threshold_override_and_fov_choices(tiny_bundle: Path) -> None:  # noqa: F811
+    image = small_fundus(260, 260)
+    everything = Segmenter(tiny_bundle, backend="ort", threshold=0.0).segment(image, fov=None)
+    assert everything.mask.all() and everything.fov.all() and everything.vessel_fraction == 1.0
+    given = np.zeros((260, 260), bool)
+    given[100:150, 100:150] = True
+    masked = Segmenter(tiny_bundle, backend="ort", threshold=0.0).segment(image, fov=given)
+    np.testing.assert_array_equal(masked.mask, given)
+
+
+def test_fov_mask_of_another_size_is_an_error() -> None:
+    with pytest.raises(ValueError, match="FOV mask"):
+        resolve_fov(np.zeros((10, 10, 3), np.uint8), np.ones((10, 11), bool))
+
+
+def test_ort_and_torch_pipelines_agree(tiny_bundle: Path, tiny_checkpoint: Path) -> None:  # noqa: F811
+    image = small_fundus(300, 280, seed=2)
+    ort_prob = segment(image, tiny_bundle, backend="ort").probability
+    torch_prob = segment(image, tiny_bundle, backend="torch", checkpoint=tiny_checkpoint).probability
+    np.testing.assert_allclose(ort_prob, torch_prob, atol=1e-4)
+
+
+def test_runtime_never_imports_torch() -> None:
+    code = (
+        "import sys, runtime.cli, runtime.pipeline, runtime.backends.ort, runtime.backends.opencv_dnn, "
+        "runtime.backends.trt, runtime.bench; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+BIG_IMAGE_SCRIPT = """
+import json, resource, sys
+import numpy as np
+from runtime.pipeline import Segmenter
+image = np.random.default_rng(0).integers(0, 256, (2336, 3504, 3), dtype=np.uint8)
+result = Segmenter(sys.argv[1], backend="ort", batch=8).segment(image)
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"shape": list(result.probability.shape), "peak_mb": peak_mb}))
+"""
+
+
+@pytest.mark.slow
+def test_big_image_stays_in_bounded_memory(tiny_bundle: Path) -> None:  # noqa: F811
+    out = subprocess.run(
+        [sys.executable, "-c", BIG_IMAGE_SCRIPT, str(tiny_bundle)], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["shape"] == [2336, 3504]
+    assert report["peak_mb"] < 1000, report
