@@ -163,6 +163,7 @@ def assert_parity(binary: Path, bundle: Path, image: Path, tmp: Path, backend: s
     for key in ("file", "width", "height", "channels", "bit_depth", "outputs"):
         assert cpp_entry[key] == py_entry[key], key
     assert abs(cpp_entry["vessel_fraction"] - py_entry["vessel_fraction"]) <= 1 - MASK_AGREEMENT
+    print(f"parity {image.name} ({backend}): {stats}")
     return stats
 
 
