@@ -11,7 +11,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from calib.datasets import drive_samples
@@ -23,6 +22,7 @@ from runtime.imageio import write_json
 from runtime.inference import TilePredictor, predict_plane
 from runtime.metrics import SegmentationEvaluator
 from runtime.preprocess import preprocess
+from runtime.synthetic import make_synthetic_fundus
 
 PARITY_JSON = "parity.json"
 
@@ -72,14 +72,13 @@ def drive_planes(bundle: Bundle, data_root: str | os.PathLike, count: int) -> li
     return planes
 
 
-def synthetic_planes(bundle: Bundle, count: int, shape: tuple[int, int] = (300, 330)) -> list[Plane]:
-    """Deterministic textured planes for data-free checks (no labels, FOV everywhere)."""
+def synthetic_planes(bundle: Bundle, count: int, size: int = 320) -> list[Plane]:
+    """Code-drawn fundus photographs with known vessels and FOV, for data-free checks."""
     planes = []
-    for i in range(count):
-        rng = np.random.default_rng(i)
-        noise = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 3.0)
-        photo = cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        planes.append(Plane(f"synthetic/{i}", preprocess(photo, bundle.preprocess), None, np.ones(shape, bool)))
+    for seed in range(count):
+        fundus = make_synthetic_fundus(size, size, seed=seed)
+        plane = preprocess(fundus.image_rgb, bundle.preprocess)
+        planes.append(Plane(f"synthetic/{seed}", plane, fundus.vessels, fundus.fov))
     return planes
 
 
@@ -196,7 +195,7 @@ def run_parity(
         "reference": "pytorch fp32 (checkpoint)",
         "checkpoint": Path(checkpoint).name,
         "inputs": {
-            "source": "DRIVE test" if data_root else "synthetic",
+            "source": "DRIVE test" if data_root else "synthetic fundus (runtime.synthetic)",
             "images": [p.name for p in planes],
             "tiles": int(reference.tiles.shape[0]),
             "mask_region": "fov",

@@ -1,0 +1,7 @@
+"""``python -m calib``."""
+
+import sys
+
+from calib.cli import main
+
+sys.exit(main())

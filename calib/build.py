@@ -1,0 +1,63 @@
+"""Calibrate, quantize, gate and register ``model.int8.onnx`` in a bundle."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from calib.check import DEFAULT_GATE, Gate, accuracy_gate
+from calib.onnxrun import ort_predictor, ort_session
+from calib.quantize import quantize_int8
+from calib.tiles import TileSet
+from runtime.bundle import PRECISION_FILES, load_bundle
+from runtime.imageio import write_bytes
+
+
+def add_int8(
+    bundle_dir: str | os.PathLike,
+    calibration: TileSet,
+    heldout: TileSet,
+    method: str = "minmax",
+    provenance: dict | None = None,
+    gate: Gate = DEFAULT_GATE,
+) -> Path:
+    """Quantize the bundle's FP32 model on ``calibration``; ship it only if it passes the gate.
+
+    Args:
+        bundle_dir: bundle with a ``model.onnx``.
+        calibration: tiles whose activation ranges set the INT8 scales.
+        heldout: tiles (from other images) the INT8 model is checked on against FP32.
+        method: ``minmax``, ``entropy`` or ``percentile``.
+        provenance: what the tiles are (data, seed, ...), recorded in ``model.json``.
+        gate: acceptance limits.
+
+    Returns:
+        Path of ``model.int8.onnx``. Raises :class:`calib.check.CalibrationError` when rejected.
+    """
+    bundle = load_bundle(bundle_dir)
+    fp32_path = bundle.model_path("fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / PRECISION_FILES["int8"]
+        settings = quantize_int8(fp32_path, candidate, calibration.tiles, method)
+        v = bundle.vessel_index
+        fp32, int8 = (ort_predictor(ort_session(path), v) for path in (fp32_path, candidate))
+        check = accuracy_gate(fp32, int8, heldout.tiles, heldout.fov, gate)
+        target = bundle.root / PRECISION_FILES["int8"]
+        write_bytes(target, candidate.read_bytes())
+    bundle.register_file(
+        "int8",
+        target,
+        source_sha256=bundle.meta["files"]["fp32"]["sha256"],
+        quantization=settings,
+        calibration={
+            **(provenance or {}),
+            "method": method,
+            "count": len(calibration),
+            "regions": calibration.region_counts(),
+            "images": sorted({o["image"] for o in calibration.origins}),
+        },
+        heldout_check={"tiles": len(heldout), "images": sorted({o["image"] for o in heldout.origins}), **check},
+    )
+    bundle.save()
+    return target
