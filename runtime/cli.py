@@ -22,7 +22,7 @@ from runtime.bundle import DEFAULT_BUNDLE, BundleError, sha256_file
 from runtime.imageio import ImageReadError, list_images, read_binary_mask, read_image, write_image, write_json
 from runtime.metrics import ConfusionMatrix
 from runtime.outputs import SAVE_KINDS, save_outputs
-from runtime.pipeline import FovSpec, Segmenter
+from runtime.pipeline import DEFAULT_BATCH, FovSpec, Segmenter
 from runtime.synthetic import make_synthetic_fundus
 
 PROG = "fundus-infer"
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fov", default="auto", metavar="auto|none|MASK_FILE", help="field-of-view mask")
     parser.add_argument("--threshold", type=float, help="vessel if probability >= T (default: model.json)")
     parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay")
-    parser.add_argument("--batch", type=int, default=8, help="tiles per model call")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="tiles per model call")
     parser.add_argument("--threads", type=int, help="inference threads (default: library default)")
     parser.add_argument("--checkpoint", type=Path, help="training checkpoint (torch backend only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")

@@ -14,6 +14,8 @@ from runtime.fov import fov_from_image
 from runtime.inference import predict_plane
 from runtime.preprocess import preprocess
 
+# tiles per backend call: on a CPU larger batches are no faster, only bigger (activations)
+DEFAULT_BATCH = 4
 # "auto": computed from the photograph; None / "none": every pixel; an array: a given mask
 FovSpec = str | np.ndarray | None
 
@@ -62,7 +64,7 @@ class Segmenter:
         backend: str = "auto",
         precision: str = "fp32",
         threads: int | None = None,
-        batch: int = 8,
+        batch: int = DEFAULT_BATCH,
         threshold: float | None = None,
         checkpoint: str | os.PathLike | None = None,
     ) -> None:

@@ -29,6 +29,9 @@ class OrtBackend:
         self.model_path = bundle.model_path(precision)
         self.vessel_index = bundle.vessel_index
         options = ort.SessionOptions()
+        # the arena grows in powers of two and keeps its peak: off, a 3504x2336 image with the
+        # full-width U-Net peaks ~0.5 GB lower at the same speed
+        options.enable_cpu_mem_arena = False
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
