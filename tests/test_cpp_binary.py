@@ -58,9 +58,7 @@ def cpp_binary() -> Path:
         if "OpenCV" in configure.stderr + configure.stdout:
             _unavailable("OpenCV development files not found (apt-get install libopencv-dev)")
         pytest.fail(f"cmake configure failed:\n{configure.stdout}\n{configure.stderr}")
-    build = subprocess.run(
-        [*nice, "cmake", "--build", str(BUILD_DIR), "-j2"], capture_output=True, text=True
-    )
+    build = subprocess.run([*nice, "cmake", "--build", str(BUILD_DIR), "-j2"], capture_output=True, text=True)
     if build.returncode != 0:
         pytest.fail(f"cmake build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}")
     binary = BUILD_DIR / "fundus-infer"
@@ -251,7 +249,10 @@ def test_bad_inputs_fail_by_name_and_batch_continues(built, tmp_path: Path) -> N
     assert {f["file"] for f in summary["failures"]} == {str(empty), str(text), str(missing)}
     assert summary["succeeded"] == 1 and summary["failed"] == 3
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "good_mask.png", "good_overlay.png", "good_prob.png", "summary.json"
+        "good_mask.png",
+        "good_overlay.png",
+        "good_prob.png",
+        "summary.json",
     ]  # nothing half-written, no temporary files left
 
 
@@ -270,8 +271,8 @@ def test_folder_inputs_and_empty_folder(built, tmp_path: Path) -> None:
     assert summary["failures"] == [{"file": str(tmp_path / "nothing"), "error": "folder holds no images"}]
 
 
-def test_missing_bundle_or_model_json(built, tmp_path: Path) -> None:
-    binary, bundle = built
+def test_missing_bundle_or_model_json(cpp_binary: Path, tmp_path: Path) -> None:
+    binary = cpp_binary
     image = synthetic_image(tmp_path / "x.png", 100, 100)
     result = run_cpp(binary, image, "-o", tmp_path / "out", "--model", tmp_path / "nowhere")
     assert result.returncode == 2 and "nowhere" in result.stderr
