@@ -113,3 +113,17 @@ def test_bundle_for_other_input_channels_is_refused(tiny_bundle: Path, tmp_path:
     (copy / "model.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="channels 3"):
         load_bundle(copy)
+
+
+def test_engine_built_from_another_onnx_is_stale(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    from runtime.backends.trt import engine_is_stale
+
+    bundle = load_bundle(tiny_bundle)
+    engine = tmp_path / "gpu-sm90-trt10.3.0-fp32.engine"
+    engine.write_bytes(b"engine")
+    assert not engine_is_stale(engine, bundle, "fp32"), "no sidecar: trusted"
+    sidecar = engine.with_suffix(".json")
+    sidecar.write_text(json.dumps({"source_sha256": bundle.meta["files"]["fp32"]["sha256"]}))
+    assert not engine_is_stale(engine, bundle, "fp32")
+    sidecar.write_text(json.dumps({"source_sha256": "0" * 64}))
+    assert engine_is_stale(engine, bundle, "fp32")

@@ -9,6 +9,7 @@ portable across GPUs or TensorRT versions, so the cache key names both:
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from pathlib import Path
 from types import ModuleType
@@ -70,9 +71,24 @@ def device_engine_path(bundle: Bundle, precision: str) -> Path:
     return bundle.root / ENGINE_DIR / filename
 
 
+def engine_is_stale(engine: Path, bundle: Bundle, precision: str) -> bool:
+    """True when the engine's sidecar (``.json``) says it was built from another ONNX file."""
+    sidecar = engine.with_suffix(".json")
+    if not sidecar.is_file():
+        return False
+    try:
+        built_from = json.loads(sidecar.read_text()).get("source_sha256")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True
+    return built_from != bundle.meta.get("files", {}).get(precision, {}).get("sha256")
+
+
 def engine_ready(bundle: Bundle, precision: str) -> bool:
-    """True when TensorRT runs here and the bundle holds an engine built for this device."""
-    return tensorrt_status() is None and device_engine_path(bundle, precision).is_file()
+    """True when TensorRT runs here and the bundle holds a current engine built for this device."""
+    if tensorrt_status() is not None:
+        return False
+    engine = device_engine_path(bundle, precision)
+    return engine.is_file() and not engine_is_stale(engine, bundle, precision)
 
 
 class TensorRTBackend:
@@ -93,6 +109,9 @@ class TensorRTBackend:
         if not self.model_path.is_file():
             hint = f"run `fundus-export build-engine {bundle.root}`"
             raise BackendError(f"{self.model_path}: no engine for this GPU; {hint}")
+        if engine_is_stale(self.model_path, bundle, precision):
+            hint = f"run `fundus-export build-engine {bundle.root}`"
+            raise BackendError(f"{self.model_path}: built from an older {precision} ONNX file; {hint}")
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self._runtime.deserialize_cuda_engine(self.model_path.read_bytes())
         if self.engine is None:
