@@ -25,7 +25,7 @@ Result<std::unique_ptr<Backend>> createBackend(const Bundle& bundle, const Backe
     }
     if (options.backend == "auto") {
 #ifdef FUNDUS_WITH_TENSORRT
-        if (!findEngine(bundle, options.precision).enginePath.empty()) return createTrtBackend(bundle, options.precision);
+        if (!findEngine(bundle, options.precision, currentTrtDevice()).enginePath.empty()) return createTrtBackend(bundle, options.precision);
 #endif
         return OpenCVBackend::create(bundle, options.precision, options.threads);
     }

@@ -7,8 +7,6 @@
 #include <iostream>
 #include <sstream>
 
-#include "fundus/sha256.h"
-
 #ifdef FUNDUS_WITH_TENSORRT
 #include <cuda_runtime_api.h>
 
@@ -18,121 +16,83 @@
 namespace fundus {
 namespace {
 
-std::string digitsOnly(const std::string& text) {
+// runtime/backends/trt.py engine_filename: lower-case GPU name, runs of other characters -> '-'
+std::string gpuSlug(const std::string& name) {
     std::string out;
-    for (char c : text) {
-        if (std::isdigit(static_cast<unsigned char>(c))) out.push_back(c);
+    bool dash = false;
+    for (char c : name) {
+        const char lower = char(std::tolower(static_cast<unsigned char>(c)));
+        if ((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9')) {
+            if (dash && !out.empty()) out.push_back('-');
+            out.push_back(lower);
+            dash = false;
+        } else {
+            dash = true;
+        }
     }
     return out;
 }
 
-// "8.6", "sm86", "sm_86", 8.6 -> "86"
-std::string normaliseCapability(const cv::FileNode& node) {
-    if (node.isString()) return digitsOnly(std::string(node));
-    if (node.isReal() || node.isInt()) {
-        std::ostringstream text;
-        text << double(node);
-        return digitsOnly(text.str());
-    }
-    return "";
-}
-
-std::vector<std::string> listEngines(const std::string& folder) {
-    std::vector<std::string> out;
-    DIR* dir = ::opendir(folder.c_str());
-    if (!dir) return out;
-    while (dirent* entry = ::readdir(dir)) {
-        const std::string name = entry->d_name;
-        if (name.size() > 7 && name.compare(name.size() - 7, 7, ".engine") == 0) out.push_back(joinPath(folder, name));
-    }
-    ::closedir(dir);
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-struct DeviceInfo {
-    std::string capability;  // "86"
-    std::string trtVersion;  // "10.3.0"
-};
-
-DeviceInfo currentDevice() {
-    DeviceInfo info;
-#ifdef FUNDUS_WITH_TENSORRT
-    int device = 0;
-    cudaDeviceProp props{};
-    if (cudaGetDevice(&device) == cudaSuccess && cudaGetDeviceProperties(&props, device) == cudaSuccess) {
-        info.capability = std::to_string(props.major) + std::to_string(props.minor);
-    }
-    const int version = getInferLibVersion();  // TensorRT >= 10: major * 10000 + minor * 100 + patch
-    info.trtVersion = std::to_string(version / 10000) + "." + std::to_string((version / 100) % 100) + "." +
-                      std::to_string(version % 100);
-#endif
-    return info;
-}
-
-bool sameVersionPrefix(const std::string& sidecar, const std::string& linked) {
-    // the sidecar may say "10.3" or "10.3.0.26": compare the components both name, up to three
-    std::istringstream a(sidecar), b(linked);
+bool sameVersionPrefix(const std::string& recorded, const std::string& linked) {
+    // the file name carries tensorrt.__version__ ("10.3.0.26"); C++ knows major.minor.patch
+    std::istringstream a(recorded), b(linked);
     std::string x, y;
     int compared = 0;
     while (compared < 3 && std::getline(a, x, '.') && std::getline(b, y, '.')) {
-        if (std::atoi(x.c_str()) != std::atoi(y.c_str())) return false;
+        if (x != y) return false;
         ++compared;
     }
-    return compared >= 2;
+    return compared == 3;
+}
+
+bool startsWith(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+bool endsWith(const std::string& text, const std::string& suffix) {
+    return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
 
-EngineChoice findEngine(const Bundle& bundle, const std::string& precision) {
+EngineChoice findEngine(const Bundle& bundle, const std::string& precision, const TrtDevice& device) {
     const std::string folder = joinPath(bundle.root, "engines");
-    const std::vector<std::string> engines = listEngines(folder);
-    if (engines.empty()) return {"", "no engines in " + folder + " (build one with `fundus-export build-engine`)"};
-    const DeviceInfo device = currentDevice();
+    if (device.gpuName.empty()) return {"", "no CUDA device visible"};
+    // <gpu>-sm<major><minor>-trt<version>-<precision>.engine
+    const std::string prefix = gpuSlug(device.gpuName) + "-sm" + device.capability + "-trt";
+    const std::string suffix = "-" + precision + ".engine";
+    std::vector<std::string> names;
+    if (DIR* dir = ::opendir(folder.c_str())) {
+        while (dirent* entry = ::readdir(dir)) names.emplace_back(entry->d_name);
+        ::closedir(dir);
+    }
+    std::sort(names.begin(), names.end());
     std::string reasons;
-    for (const std::string& engine : engines) {
-        std::string sidecar = engine + ".json";
-        if (!isFile(sidecar)) sidecar = engine.substr(0, engine.size() - 7) + ".json";
-        if (!isFile(sidecar)) {
-            reasons += "\n  " + engine + ": no sidecar JSON";
+    for (const std::string& name : names) {
+        if (!startsWith(name, prefix) || !endsWith(name, suffix)) continue;
+        const std::string version = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+        const std::string engine = joinPath(folder, name);
+        if (!sameVersionPrefix(version, device.trtVersion)) {
+            reasons += "; " + name + " is for TensorRT " + version + " (linked: " + device.trtVersion + ")";
             continue;
         }
-        cv::FileStorage fs;
-        try {
-            fs.open(sidecar, cv::FileStorage::READ | cv::FileStorage::FORMAT_JSON);
-        } catch (const cv::Exception& e) {
-            reasons += "\n  " + sidecar + ": not valid JSON";
-            continue;
-        }
-        const cv::FileNode root = fs.root();
-        if (!root["precision"].isString() || std::string(root["precision"]) != precision) {
-            reasons += "\n  " + engine + ": precision is not " + precision;
-            continue;
-        }
-        const std::string capability = normaliseCapability(root["compute_capability"]);
-        if (!capability.empty() && !device.capability.empty() && capability != device.capability) {
-            reasons += "\n  " + engine + ": built for sm" + capability + ", this GPU is sm" + device.capability;
-            continue;
-        }
-        for (const char* key : {"tensorrt", "tensorrt_version", "trt_version"}) {
-            if (root[key].isString() && !device.trtVersion.empty() &&
-                !sameVersionPrefix(std::string(root[key]), device.trtVersion)) {
-                reasons += "\n  " + engine + ": built with TensorRT " + std::string(root[key]) + ", linked " +
-                           device.trtVersion;
-                goto next_engine;
+        // sidecar (export/engine.py): stale when the ONNX it was built from has changed since
+        const std::string sidecar = engine.substr(0, engine.size() - 7) + ".json";
+        if (isFile(sidecar) && bundle.has(precision)) {
+            cv::FileStorage fs;
+            try {
+                fs.open(sidecar, cv::FileStorage::READ | cv::FileStorage::FORMAT_JSON);
+            } catch (const cv::Exception&) {
             }
-        }
-        if (root["sha256"].isString()) {
-            auto digest = sha256File(engine);
-            if (!digest || *digest != std::string(root["sha256"])) {
-                reasons += "\n  " + engine + ": sha256 does not match its sidecar";
+            const cv::FileNode source = fs.isOpened() ? fs.root()["source_sha256"] : cv::FileNode();
+            if (source.isString() && std::string(source) != bundle.files.at(precision).sha256) {
+                reasons += "; " + name + " was built from an older " + bundle.files.at(precision).path +
+                           " (rebuild with `fundus-export build-engine " + bundle.root + "`)";
                 continue;
             }
         }
         return {engine, ""};
-    next_engine:;
     }
-    return {"", "no usable " + precision + " engine in " + folder + ":" + reasons};
+    return {"", "no " + precision + " engine for this GPU in " + folder + " (looked for " + prefix + "<version>" +
+                    suffix + reasons + "; build one with `fundus-export build-engine " + bundle.root + "`)"};
 }
 
 #ifdef FUNDUS_WITH_TENSORRT
@@ -292,8 +252,22 @@ private:
 
 }  // namespace
 
+TrtDevice currentTrtDevice() {
+    TrtDevice info;
+    int count = 0;
+    cudaDeviceProp props{};
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return info;
+    if (cudaGetDeviceProperties(&props, 0) != cudaSuccess) return info;
+    info.gpuName = props.name;
+    info.capability = std::to_string(props.major) + std::to_string(props.minor);
+    const int version = getInferLibVersion();  // TensorRT >= 10: major * 10000 + minor * 100 + patch
+    info.trtVersion = std::to_string(version / 10000) + "." + std::to_string((version / 100) % 100) + "." +
+                      std::to_string(version % 100);
+    return info;
+}
+
 Result<std::unique_ptr<Backend>> createTrtBackend(const Bundle& bundle, const std::string& precision) {
-    const EngineChoice choice = findEngine(bundle, precision);
+    const EngineChoice choice = findEngine(bundle, precision, currentTrtDevice());
     if (choice.enginePath.empty()) return Status::error(ErrorCode::kBackend, "backend 'trt': " + choice.reason);
     std::unique_ptr<TrtBackend> backend(new TrtBackend());
     Status status = backend->init(bundle, precision, choice.enginePath);
