@@ -20,7 +20,7 @@ from runtime.tiling import make_grid, pad_to_grid
 # share of the set drawn from each class; a class without candidates passes its share on
 REGION_SHARES = {"interior": 0.5, "border": 0.3, "background": 0.2}
 INTERIOR_MIN_FOV = 0.98  # at least this fraction of the tile inside the FOV
-BORDER_MIN_FOV = 0.5  # at least this fraction inside: border; less: background
+BORDER_MIN_FOV = 0.8  # at least this fraction inside: border; less (>= a fifth surround): background
 CANDIDATE_STRIDE = 32
 HELDOUT_FRACTION = 0.2
 
