@@ -30,9 +30,9 @@ struct FovSetting {
 };
 
 // Vessel probability of a preprocessed plane: tiles (reflect-padded), backend, blended stitch.
-Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch = 8);
+Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch = 4);
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
-                                  const FovSetting& fov, double threshold, int batch = 8);
+                                  const FovSetting& fov, double threshold, int batch = 4);
 
 // Overlay colour and opacity of vessel pixels, as runtime/outputs.py (OVERLAY_RGB, OVERLAY_ALPHA_PERCENT).
 constexpr int kOverlayRgb[3] = {0, 255, 0};
