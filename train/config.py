@@ -1,0 +1,138 @@
+"""Training configuration: presets, YAML files and flags resolved into one validated config."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """An unknown key or a bad value in a training configuration."""
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; saved with each run as ``config.yaml``."""
+
+    preset: str = "improved"
+    model: str = "unet"
+    activation: str = "leaky_relu"
+    width: float = 1.0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "constant"
+    batch_size: int = 4
+    patch_size: int = 256
+    samples_per_epoch: int = 800
+    epochs: int = 50
+    max_steps: int = 0
+    data: list[str] = field(default_factory=lambda: ["drive"])
+    data_root: str = "../shared/data"
+    val_fraction: float = 0.2
+    augment: bool = True
+    seed: int = 0
+    channel: str = "gray"
+    clahe_clip: float = 2.0
+    clahe_grid: int = 8
+    tile: int = 256
+    overlap: int = 64
+    threshold: float = 0.5
+    eval_batch: int = 4
+    checkpoint_every: int = 100
+    log_every: int = 10
+    num_workers: int = 0
+    threads: int = 0
+    out: str = "runs/train"
+
+    def validate(self) -> None:
+        """Refuse bad values before any training starts."""
+        checks = [
+            (self.model in ("unet", "fcn"), "model must be unet or fcn"),
+            (self.activation in ("relu", "leaky_relu"), "activation must be relu or leaky_relu"),
+            (self.optimizer in ("adam", "sgd"), "optimizer must be adam or sgd"),
+            (self.schedule in ("constant", "cosine"), "schedule must be constant or cosine"),
+            (self.width > 0, "width must be positive"),
+            (self.lr > 0, "lr must be positive"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.patch_size >= 32 and self.patch_size % 32 == 0, "patch_size must be a multiple of 32"),
+            (self.tile >= 32 and self.tile % 32 == 0, "tile must be a multiple of 32"),
+            (0 <= self.overlap < self.tile, "overlap must be in [0, tile)"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.max_steps >= 0, "max_steps must be >= 0"),
+            (self.samples_per_epoch >= self.batch_size, "samples_per_epoch must be >= batch_size"),
+            (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
+            (self.channel in ("gray", "green"), "channel must be gray or green"),
+            (self.clahe_clip > 0 and self.clahe_grid >= 1, "clahe_clip > 0 and clahe_grid >= 1 required"),
+            (0 < self.threshold < 1, "threshold must be in (0, 1)"),
+            (bool(self.data), "data must name at least one dataset"),
+        ]
+        errors = [msg for ok, msg in checks if not ok]
+        if errors:
+            raise ConfigError("invalid config: " + "; ".join(errors))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# What each preset changes relative to the dataclass defaults (the paper's improved U-Net).
+PRESETS: dict[str, dict] = {
+    # The paper's improved U-Net: Leaky ReLU, Adam lr 1e-3, weight decay 1e-4, batch 4, 256² tiles.
+    "improved": {},
+    # The original U-Net of the paper's comparison: ReLU + SGD.
+    "unet": {"activation": "relu", "optimizer": "sgd", "lr": 1e-2, "momentum": 0.9},
+    # FCN-8s baseline, trained like the original U-Net.
+    "fcn": {"model": "fcn", "activation": "relu", "optimizer": "sgd", "lr": 1e-2, "momentum": 0.9},
+    # CPU-friendly recipe of the shipped model: compact width, 64² patches, larger batch, cosine.
+    "compact": {"width": 0.5, "patch_size": 64, "batch_size": 32, "samples_per_epoch": 16000, "schedule": "cosine"},
+}
+
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(key: str, value: object) -> object:
+    kind = FIELD_TYPES[key]
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "list[str]":
+            return [v for v in (value.split(",") if isinstance(value, str) else list(value)) if v]
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad value for {key}: {value!r} (expected {kind})") from exc
+
+
+def resolve_config(preset: str, yaml_path: str | None, overrides: dict[str, object]) -> TrainConfig:
+    """Defaults ← preset ← YAML file ← flags; unknown keys and bad values raise ``ConfigError``."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    values: dict[str, object] = {"preset": preset, **PRESETS[preset]}
+    if yaml_path:
+        path = Path(yaml_path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(values) - set(FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    config = TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    config.validate()
+    return config

@@ -1,0 +1,215 @@
+"""Labelled fundus datasets (DRIVE, CHASE_DB1, a plain folder), validation split, patch sampling."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.fov import fov_from_image
+from runtime.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_binary_mask, read_image
+from runtime.preprocess import PreprocessConfig, enhance, normalise
+
+
+class DatasetError(ValueError):
+    """A dataset folder that is missing, incomplete or holds unreadable files."""
+
+
+@dataclass
+class Sample:
+    """One labelled photograph: RGB image, vessel label, FOV mask, and a group key for splits."""
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray
+    fov: np.ndarray
+    group: str
+    dataset: str
+
+
+def _read(path: Path, mask: bool = False) -> np.ndarray:
+    try:
+        return read_binary_mask(path) if mask else read_image(path)
+    except ImageReadError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def _check_shapes(name: str, image: np.ndarray, *masks: np.ndarray) -> None:
+    for m in masks:
+        if m.shape != image.shape[:2]:
+            raise DatasetError(f"{name}: label/mask size {m.shape} differs from image size {image.shape[:2]}")
+
+
+def load_drive(root: Path, split: str) -> list[Sample]:
+    """DRIVE in its original layout: ``split`` is ``training`` (21–40) or ``test`` (01–20)."""
+    base = Path(root) / "DRIVE" / split
+    image_dir = base / "images"
+    if not image_dir.is_dir():
+        raise DatasetError(f"{image_dir}: DRIVE {split} images folder not found")
+    images = sorted(image_dir.glob(f"*_{split}.tif"))
+    if not images:
+        raise DatasetError(f"{image_dir}: no *_{split}.tif images")
+    samples = []
+    for img_path in images:
+        num = img_path.name.split("_")[0]
+        label_path = base / "1st_manual" / f"{num}_manual1.gif"
+        mask_path = base / "mask" / f"{num}_{split}_mask.gif"
+        for p in (label_path, mask_path):
+            if not p.is_file():
+                raise DatasetError(f"{p}: missing (paired with {img_path})")
+        image = _read(img_path)
+        label, fov = _read(label_path, mask=True), _read(mask_path, mask=True)
+        _check_shapes(str(img_path), image, label, fov)
+        samples.append(Sample(f"drive_{num}", image, label, fov, group=f"drive_{num}", dataset="drive"))
+    return samples
+
+
+CHASE_PATTERN = re.compile(r"^Image_(\d{2})([LR])\.jpg$")
+
+
+def load_chase(root: Path, subjects: Sequence[int] = tuple(range(1, 11))) -> list[Sample]:
+    """CHASE_DB1 flat layout (``Image_NNX.jpg`` + ``_1stHO.png``); FOV computed from the image."""
+    base = Path(root) / "CHASEDB1"
+    if not base.is_dir():
+        raise DatasetError(f"{base}: CHASE_DB1 folder not found")
+    samples = []
+    for img_path in sorted(base.glob("Image_*.jpg")):
+        m = CHASE_PATTERN.match(img_path.name)
+        if not m or int(m.group(1)) not in subjects:
+            continue
+        label_path = img_path.with_name(img_path.stem + "_1stHO.png")
+        if not label_path.is_file():
+            raise DatasetError(f"{label_path}: missing (paired with {img_path})")
+        image = _read(img_path)
+        label = _read(label_path, mask=True)
+        _check_shapes(str(img_path), image, label)
+        name = f"chase_{m.group(1)}{m.group(2)}"
+        samples.append(Sample(name, image, label, fov_from_image(image), group=f"chase_{m.group(1)}", dataset="chase"))
+    if not samples:
+        raise DatasetError(f"{base}: no CHASE_DB1 images for subjects {list(subjects)}")
+    return samples
+
+
+def load_folder(root: Path) -> list[Sample]:
+    """A user's own data: ``images/`` and ``labels/`` with matching stems, optional ``masks/``."""
+    root = Path(root)
+    image_dir, label_dir, mask_dir = root / "images", root / "labels", root / "masks"
+    for d in (image_dir, label_dir):
+        if not d.is_dir():
+            raise DatasetError(f"{d}: folder not found (expected images/ and labels/ under {root})")
+    labels = {p.stem: p for p in list_images(label_dir)}
+    images = list_images(image_dir)
+    unpaired = [p.name for p in images if p.stem not in labels]
+    unpaired += [p.name for s, p in labels.items() if s not in {i.stem for i in images}]
+    if unpaired:
+        raise DatasetError(f"{root}: unpaired images/labels: {', '.join(sorted(unpaired)[:10])}")
+    if not images:
+        raise DatasetError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    samples = []
+    for img_path in images:
+        image = _read(img_path)
+        label = _read(labels[img_path.stem], mask=True)
+        masks = [p for p in mask_dir.glob(img_path.stem + ".*")] if mask_dir.is_dir() else []
+        fov = _read(masks[0], mask=True) if masks else fov_from_image(image)
+        _check_shapes(str(img_path), image, label, fov)
+        samples.append(Sample(img_path.stem, image, label, fov, group=img_path.stem, dataset="folder"))
+    return samples
+
+
+def load_datasets(names: Sequence[str], root: Path, split: str = "train") -> list[Sample]:
+    """Load and concatenate datasets by name: ``drive``, ``chase`` or ``folder:PATH``.
+
+    ``split="train"`` gives DRIVE 21–40 and CHASE subjects 01–10; ``"test"`` gives DRIVE 01–20 and
+    CHASE 11–14 (absent here). Folders have no split and are always returned whole.
+    """
+    samples: list[Sample] = []
+    for name in names:
+        if name == "drive":
+            samples += load_drive(root, "training" if split == "train" else "test")
+        elif name == "chase":
+            samples += load_chase(root, range(1, 11) if split == "train" else range(11, 15))
+        elif name.startswith("folder:"):
+            samples += load_folder(Path(name.split(":", 1)[1]))
+        else:
+            raise DatasetError(f"unknown dataset {name!r}: use drive, chase or folder:PATH")
+    return samples
+
+
+def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Hold out ``fraction`` of each dataset's groups (images, or subjects for CHASE) for validation."""
+    if fraction <= 0:
+        return samples, []
+    rng = np.random.default_rng(seed)
+    val_groups: set[str] = set()
+    for ds in sorted({s.dataset for s in samples}):
+        groups = sorted({s.group for s in samples if s.dataset == ds})
+        n_val = max(1, int(round(fraction * len(groups)))) if len(groups) > 1 else 0
+        val_groups |= set(rng.choice(groups, size=n_val, replace=False).tolist()) if n_val else set()
+    train = [s for s in samples if s.group not in val_groups]
+    val = [s for s in samples if s.group in val_groups]
+    return train, val
+
+
+@dataclass
+class PreparedImage:
+    """A sample after preprocessing: the float model input plane plus label and FOV."""
+
+    name: str
+    plane: np.ndarray
+    label: np.ndarray
+    fov: np.ndarray
+
+
+def prepare(samples: list[Sample], config: PreprocessConfig) -> list[PreparedImage]:
+    """Run the shared preprocessing once per image."""
+    return [PreparedImage(s.name, normalise(enhance(s.image, config), config), s.label, s.fov) for s in samples]
+
+
+class PatchSampler:
+    """Deterministic random patches: patch ``index`` of ``epoch`` depends only on (seed, epoch, index).
+
+    Patch centres are drawn inside the FOV; images are padded by reflection so patches near the
+    border keep their size. That makes any step reproducible and lets a resumed run continue exactly.
+    """
+
+    def __init__(self, images: list[PreparedImage], patch: int, seed: int, augment: bool) -> None:
+        if not images:
+            raise DatasetError("no training images")
+        self.images, self.patch, self.seed, self.augment = images, patch, seed, augment
+        areas = np.array([img.fov.sum() for img in images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+        self._fov_coords = [np.argwhere(img.fov) for img in images]
+        half = patch // 2
+        self._padded = [
+            (np.pad(img.plane, half, mode="reflect"), np.pad(img.label, half, mode="constant")) for img in images
+        ]
+
+    def sample(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(plane (1, P, P) float32, label (P, P) int64)`` for one patch."""
+        rng = np.random.default_rng([self.seed, epoch, index])
+        k = int(rng.choice(len(self.images), p=self.weights))
+        coords = self._fov_coords[k]
+        cy, cx = coords[rng.integers(len(coords))]
+        plane, label = self._padded[k]
+        p = self.patch
+        # centre (cy, cx) in image coordinates == top-left (cy, cx) in padded coordinates
+        x = plane[cy : cy + p, cx : cx + p]
+        y = label[cy : cy + p, cx : cx + p]
+        if self.augment:
+            x, y = augment_pair(x, y, rng)
+        return np.ascontiguousarray(x[None], dtype=np.float32), np.ascontiguousarray(y, dtype=np.int64)
+
+
+def augment_pair(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random flips, 90° rotations and a small brightness/contrast change (input only)."""
+    if rng.random() < 0.5:
+        x, y = x[:, ::-1], y[:, ::-1]
+    if rng.random() < 0.5:
+        x, y = x[::-1], y[::-1]
+    k = int(rng.integers(4))
+    x, y = np.rot90(x, k), np.rot90(y, k)
+    gain, bias = rng.uniform(0.9, 1.1), rng.uniform(-0.1, 0.1)
+    return x * gain + bias, y
