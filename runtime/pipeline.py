@@ -14,8 +14,8 @@ from runtime.fov import fov_from_image
 from runtime.inference import predict_plane
 from runtime.preprocess import preprocess
 
-# tiles per backend call: on a CPU larger batches are no faster, only bigger (activations)
-DEFAULT_BATCH = 4
+# tiles per backend call; a 3504x2336 image, full-width U-Net, ORT: 0.84 GB peak RSS (batch 4: 0.65)
+DEFAULT_BATCH = 8
 # "auto": computed from the photograph; None / "none": every pixel; an array: a given mask
 FovSpec = str | np.ndarray | None
 
