@@ -3,10 +3,10 @@
     python -m runtime.bench --out bench.json [--model BUNDLE] [--data-root ROOT] [--checkpoint CKPT]
 
 Each configuration runs in its own subprocess (``--worker``) so that its peak resident memory
-(``ru_maxrss``) is its own. Images: a DRIVE-size one (DRIVE test 01 if ``--data-root`` has it,
-else synthetic 584x565) and a synthetic 3504x2336 one. Times are whole-pipeline (read excluded,
-preprocess → tiles → stitch → FOV → threshold), median of ``--repeats`` after one warm-up run;
-ratios are against PyTorch eager. A development tool, not a test.
+(``VmHWM``; ``ru_maxrss`` for the C++ binary) is its own. Images: a DRIVE-size one (DRIVE test
+01 if ``--data-root`` has it, else synthetic 584x565) and a synthetic 3504x2336 one. Times are
+whole-pipeline (read excluded: preprocess → tiles → stitch → FOV → threshold), median of
+``--repeats`` after one warm-up run; ratios are against PyTorch eager. A development tool, not a test.
 """
 
 from __future__ import annotations
@@ -132,16 +132,26 @@ def _time_cpp(args: argparse.Namespace, images: list[Path]) -> dict[str, float]:
     return seconds
 
 
+def own_peak_rss_mb() -> float:
+    """Peak RSS of this process image (``VmHWM``). ``ru_maxrss`` would also count the parent's
+    pages at fork time, which Linux carries across ``exec``."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(args: argparse.Namespace) -> None:
     """Run one configuration and print its JSON line (seconds per image, peak RSS)."""
     images = [Path(p) for p in args.images]
     if args.backend == "cpp":
         seconds = _time_cpp(args, images)
-        who = resource.RUSAGE_CHILDREN
+        # the binary's ru_maxrss: its own peak, or this small worker's RSS at fork if larger
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else:
         seconds = _time_python(args, images)
-        who = resource.RUSAGE_SELF
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(who).ru_maxrss / 1024}))
+        peak = own_peak_rss_mb()
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
 
 
 def run_configuration(config: dict, args: argparse.Namespace, images: dict[str, Path]) -> dict:
