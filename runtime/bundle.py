@@ -19,7 +19,12 @@ from runtime.preprocess import PreprocessConfig
 BUNDLE_FORMAT = "fundus-bundle/1"
 MODEL_JSON = "model.json"
 # precision name -> key in model.json "files"
-PRECISION_FILES = {"fp32": "model.onnx", "fp32_static": "model.static.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+PRECISION_FILES = {
+    "fp32": "model.onnx",
+    "fp32_static": "model.static.onnx",
+    "fp16": "model.fp16.onnx",
+    "int8": "model.int8.onnx",
+}
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "unet-drive-chase"
 
 

@@ -15,9 +15,11 @@ def fov_from_image(image_rgb: np.ndarray, threshold: int = 20) -> np.ndarray:
     above ``threshold`` is kept, holes are filled, and a small erosion drops the rim.
     """
     image = to_uint8(image_rgb)
-    if image.ndim == 3:
-        plane = image[:, :, 0] if image.shape[2] >= 3 else image[:, :, 0]
-        plane = np.maximum(plane, image[:, :, :3].max(axis=2) // 2) if image.shape[2] >= 3 else plane
+    if image.ndim == 3 and image.shape[2] >= 3:
+        # red channel, lifted by half the brightest channel so dim, non-red photos still separate
+        plane = np.maximum(image[:, :, 0], image[:, :, :3].max(axis=2) // 2)
+    elif image.ndim == 3:
+        plane = image[:, :, 0]
     else:
         plane = image
     binary = (plane > threshold).astype(np.uint8)

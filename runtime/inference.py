@@ -12,7 +12,9 @@ from runtime.tiling import Stitcher, iter_tile_batches, make_grid
 TilePredictor = Callable[[np.ndarray], np.ndarray]
 
 
-def predict_plane(plane: np.ndarray, predict_tiles: TilePredictor, tile: int, overlap: int, batch: int = 8) -> np.ndarray:
+def predict_plane(
+    plane: np.ndarray, predict_tiles: TilePredictor, tile: int, overlap: int, batch: int = 8
+) -> np.ndarray:
     """Vessel probability (H, W) of a preprocessed plane, streaming tiles ``batch`` at a time.
 
     Only one batch of tiles and the two stitching accumulators are held in memory.

@@ -108,7 +108,7 @@ class SegmentationEvaluator:
         pooled = self.pooled.compute()
         if self._truths:
             pooled["auc"] = auc_roc(np.concatenate(self._truths), np.concatenate(self._scores))
-        keys = list(SCORE_NAMES) + ["auc"]
+        keys = [*list(SCORE_NAMES), "auc"]
         mean = {k: float(np.nanmean([s[k] for s in self.per_image.values()])) for k in keys} if self.per_image else {}
         return {
             "region": "fov" if self.use_fov else "whole_image",

@@ -80,10 +80,10 @@ def test_cli_refuses_bad_config_before_training(tmp_path: Path, capsys: pytest.C
 def test_folder_dataset_errors_name_the_path(tmp_path: Path) -> None:
     root = make_folder_dataset(tmp_path / "d", count=2)
     (root / "labels" / "img1.png").unlink()
-    with pytest.raises(DatasetError, match="unpaired.*img1"):
+    with pytest.raises(DatasetError, match=r"unpaired.*img1"):
         load_datasets([f"folder:{root}"], tmp_path)
     (root / "labels" / "img1.png").write_bytes(b"not an image")
-    with pytest.raises(DatasetError, match="img1.png"):
+    with pytest.raises(DatasetError, match=r"img1\.png"):
         load_datasets([f"folder:{root}"], tmp_path)
     with pytest.raises(DatasetError, match="DRIVE"):
         load_drive(tmp_path / "nowhere", "training")

@@ -28,6 +28,7 @@ class Sample:
     fov: np.ndarray
     group: str
     dataset: str
+    source: Path
 
 
 def _read(path: Path, mask: bool = False) -> np.ndarray:
@@ -63,7 +64,7 @@ def load_drive(root: Path, split: str) -> list[Sample]:
         image = _read(img_path)
         label, fov = _read(label_path, mask=True), _read(mask_path, mask=True)
         _check_shapes(str(img_path), image, label, fov)
-        samples.append(Sample(f"drive_{num}", image, label, fov, group=f"drive_{num}", dataset="drive"))
+        samples.append(Sample(f"drive_{num}", image, label, fov, f"drive_{num}", "drive", img_path))
     return samples
 
 
@@ -87,7 +88,7 @@ def load_chase(root: Path, subjects: Sequence[int] = tuple(range(1, 11))) -> lis
         label = _read(label_path, mask=True)
         _check_shapes(str(img_path), image, label)
         name = f"chase_{m.group(1)}{m.group(2)}"
-        samples.append(Sample(name, image, label, fov_from_image(image), group=f"chase_{m.group(1)}", dataset="chase"))
+        samples.append(Sample(name, image, label, fov_from_image(image), f"chase_{m.group(1)}", "chase", img_path))
     if not samples:
         raise DatasetError(f"{base}: no CHASE_DB1 images for subjects {list(subjects)}")
     return samples
@@ -115,7 +116,7 @@ def load_folder(root: Path) -> list[Sample]:
         masks = [p for p in mask_dir.glob(img_path.stem + ".*")] if mask_dir.is_dir() else []
         fov = _read(masks[0], mask=True) if masks else fov_from_image(image)
         _check_shapes(str(img_path), image, label, fov)
-        samples.append(Sample(img_path.stem, image, label, fov, group=img_path.stem, dataset="folder"))
+        samples.append(Sample(img_path.stem, image, label, fov, img_path.stem, "folder", img_path))
     return samples
 
 
@@ -146,7 +147,7 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
     val_groups: set[str] = set()
     for ds in sorted({s.dataset for s in samples}):
         groups = sorted({s.group for s in samples if s.dataset == ds})
-        n_val = max(1, int(round(fraction * len(groups)))) if len(groups) > 1 else 0
+        n_val = max(1, round(fraction * len(groups))) if len(groups) > 1 else 0
         val_groups |= set(rng.choice(groups, size=n_val, replace=False).tolist()) if n_val else set()
     train = [s for s in samples if s.group not in val_groups]
     val = [s for s in samples if s.group in val_groups]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from runtime.imageio import write_image, write_json
+from runtime.bundle import load_bundle
+from runtime.imageio import read_image, write_image, write_json
 from runtime.inference import TilePredictor, predict_plane
 from runtime.metrics import SegmentationEvaluator
 from runtime.preprocess import PreprocessConfig, enhance, normalise
@@ -47,26 +49,28 @@ def torch_predictor(model: nn.Module, device: torch.device, vessel_index: int = 
     return predict
 
 
-def evaluate_samples(
-    model: nn.Module,
+ProbabilitySource = Callable[[Sample, np.ndarray], np.ndarray]
+
+
+def score_samples(
     samples: list[Sample],
+    probability_of: ProbabilitySource,
     preprocess: PreprocessConfig,
     tiling: dict,
     threshold: float,
-    device: torch.device,
     out_dir: Path | None = None,
     panels: int = 0,
-    batch: int = 4,
     progress: bool = False,
 ) -> dict:
-    """Score whole images; writes probability maps and ``panels`` figures under ``out_dir`` if given."""
-    model.eval()
-    predict = torch_predictor(model, device)
+    """Score whole images whose vessel probability comes from ``probability_of(sample, enhanced)``.
+
+    Writes probability maps and the first ``panels`` figures under ``out_dir`` when given.
+    """
     fov_eval = SegmentationEvaluator(threshold, use_fov=True)
     whole_eval = SegmentationEvaluator(threshold, use_fov=False)
     for i, s in enumerate(tqdm(samples, desc="evaluate", disable=not progress, leave=False)):
         enhanced = enhance(s.image, preprocess)
-        prob = predict_plane(normalise(enhanced, preprocess), predict, tiling["tile"], tiling["overlap"], batch)
+        prob = probability_of(s, enhanced)
         fov_eval.add(s.name, prob, s.label, s.fov)
         whole_eval.add(s.name, prob, s.label, None)
         if out_dir is not None:
@@ -81,34 +85,78 @@ def evaluate_samples(
     }
 
 
+def evaluate_samples(
+    model: nn.Module,
+    samples: list[Sample],
+    preprocess: PreprocessConfig,
+    tiling: dict,
+    threshold: float,
+    device: torch.device,
+    out_dir: Path | None = None,
+    panels: int = 0,
+    batch: int = 4,
+    progress: bool = False,
+) -> dict:
+    """Run ``model`` over whole images (tiling + stitching) and score them."""
+    model.eval()
+    predict = torch_predictor(model, device)
+
+    def probability_of(sample: Sample, enhanced: np.ndarray) -> np.ndarray:
+        return predict_plane(normalise(enhanced, preprocess), predict, tiling["tile"], tiling["overlap"], batch)
+
+    return score_samples(samples, probability_of, preprocess, tiling, threshold, out_dir, panels, progress)
+
+
+def prediction_reader(folder: Path) -> ProbabilitySource:
+    """Probabilities from ``fundus-infer`` outputs: ``<stem>_prob.png`` in ``folder`` (value / 255)."""
+
+    def probability_of(sample: Sample, enhanced: np.ndarray) -> np.ndarray:
+        stem = sample.source.stem
+        prob = read_image(folder / f"{stem}_prob.png")
+        if prob.shape[:2] != sample.label.shape:
+            raise ValueError(f"{folder / stem}_prob.png: size {prob.shape[:2]} differs from the label's")
+        return prob.astype(np.float32) / 255.0
+
+    return probability_of
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint on whole fundus images.")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by train/run.py")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint written by train/run.py")
+    source.add_argument("--predictions", help="folder of fundus-infer outputs (<stem>_prob.png) to score instead")
     parser.add_argument("--data", default="drive", help="datasets, comma-separated: drive, chase, folder:PATH")
     parser.add_argument("--data-root", default="../shared/data", help="folder holding DRIVE/ and CHASEDB1/")
     parser.add_argument("--split", choices=["train", "test"], default="test", help="which official split")
     parser.add_argument("--out", required=True, help="output folder for metrics.json, prob maps, panels")
     parser.add_argument("--panels", type=int, default=4, help="how many image panels to draw")
     parser.add_argument("--overlap", type=int, default=None, help="override the checkpoint's tile overlap")
+    parser.add_argument("--model", default=None, help="bundle whose preprocessing/threshold apply to --predictions")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    model, ckpt = load_model(args.checkpoint)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    tiling = dict(ckpt["tiling"])
-    if args.overlap is not None:
-        tiling["overlap"] = args.overlap
     samples = load_datasets(args.data.split(","), Path(args.data_root), args.split)
-    threshold = float(ckpt.get("config", {}).get("threshold", 0.5))
     out = Path(args.out)
-    metrics = evaluate_samples(
-        model, samples, PreprocessConfig.from_dict(ckpt["preprocess"]), tiling, threshold, device, out,
-        panels=args.panels, progress=True,
-    )
-    metrics |= {"checkpoint": str(args.checkpoint), "split": args.split, "data": args.data}
+    if args.checkpoint:
+        model, ckpt = load_model(args.checkpoint)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        tiling = dict(ckpt["tiling"])
+        if args.overlap is not None:
+            tiling["overlap"] = args.overlap
+        threshold = float(ckpt.get("config", {}).get("threshold", 0.5))
+        metrics = evaluate_samples(model, samples, PreprocessConfig.from_dict(ckpt["preprocess"]), tiling, threshold,
+                                   device, out, panels=args.panels, progress=True)
+        metrics["checkpoint"] = str(args.checkpoint)
+    else:
+        bundle = load_bundle(args.model)
+        tiling = {"tile": bundle.tile, "overlap": bundle.overlap}
+        metrics = score_samples(samples, prediction_reader(Path(args.predictions)), bundle.preprocess, tiling,
+                                bundle.threshold, out, panels=args.panels, progress=True)
+        metrics["predictions"] = str(args.predictions)
+    metrics |= {"split": args.split, "data": args.data}
     write_json(out / "metrics.json", metrics)
     pooled = metrics["fov"]["pooled"]
     print(" ".join(f"{k}={pooled[k]:.4f}" for k in ("miou", "f1", "accuracy", "sensitivity", "specificity", "auc")))

@@ -22,7 +22,9 @@ class FCN8s(nn.Module):
     Input height and width must be multiples of 32.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, activation: str = "relu", width: float = 1.0) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 2, activation: str = "relu", width: float = 1.0
+    ) -> None:
         super().__init__()
         w = scaled_widths(FCN_WIDTHS, width)
         convs = (2, 2, 3, 3, 3)

@@ -34,4 +34,4 @@ def scaled_widths(base: tuple[int, ...], width: float) -> list[int]:
     """Channel widths multiplied by ``width`` (at least 4 channels each)."""
     if width <= 0:
         raise ValueError(f"width multiplier must be positive, got {width}")
-    return [max(4, int(round(c * width))) for c in base]
+    return [max(4, round(c * width)) for c in base]

@@ -23,7 +23,9 @@ class UNet(nn.Module):
     ops and loads in OpenCV DNN. Input height and width must be multiples of 16.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, activation: str = "leaky_relu", width: float = 1.0) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 2, activation: str = "leaky_relu", width: float = 1.0
+    ) -> None:
         super().__init__()
         w = scaled_widths(UNET_WIDTHS, width)
         self.encoders = nn.ModuleList()
