@@ -8,9 +8,9 @@ from pathlib import Path
 
 from calib.check import DEFAULT_GATE, Gate, accuracy_gate
 from calib.onnxrun import ort_predictor, ort_session
-from calib.quantize import quantize_int8
+from calib.quantize import TARGET_FILES, TARGET_PRECISION, quantize_int8
 from calib.tiles import TileSet
-from runtime.bundle import PRECISION_FILES, load_bundle
+from runtime.bundle import load_bundle
 from runtime.imageio import write_bytes
 
 
@@ -21,6 +21,7 @@ def add_int8(
     method: str = "minmax",
     provenance: dict | None = None,
     gate: Gate = DEFAULT_GATE,
+    target: str = "tensorrt",
 ) -> Path:
     """Quantize the bundle's FP32 model on ``calibration``; ship it only if it passes the gate.
 
@@ -31,23 +32,25 @@ def add_int8(
         method: ``minmax``, ``entropy`` or ``percentile``.
         provenance: what the tiles are (data, seed, ...), recorded in ``model.json``.
         gate: acceptance limits.
+        target: ``tensorrt`` (``model.int8.onnx``, symmetric INT8, precision ``int8``) or ``cpu``
+            (``model.int8cpu.onnx``, UINT8 activations for ONNX Runtime CPU, precision ``int8_cpu``).
 
     Returns:
-        Path of ``model.int8.onnx``. Raises :class:`calib.check.CalibrationError` when rejected.
+        Path of the written file. Raises :class:`calib.check.CalibrationError` when rejected.
     """
     bundle = load_bundle(bundle_dir)
     fp32_path = bundle.model_path("fp32")
     with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / PRECISION_FILES["int8"]
-        settings = quantize_int8(fp32_path, candidate, calibration.tiles, method)
+        candidate = Path(tmp) / TARGET_FILES[target]
+        settings = quantize_int8(fp32_path, candidate, calibration.tiles, method, target)
         v = bundle.vessel_index
         fp32, int8 = (ort_predictor(ort_session(path), v) for path in (fp32_path, candidate))
         check = accuracy_gate(fp32, int8, heldout.tiles, heldout.fov, gate)
-        target = bundle.root / PRECISION_FILES["int8"]
-        write_bytes(target, candidate.read_bytes())
+        path = bundle.root / TARGET_FILES[target]
+        write_bytes(path, candidate.read_bytes())
     bundle.register_file(
-        "int8",
-        target,
+        TARGET_PRECISION[target],
+        path,
         source_sha256=bundle.meta["files"]["fp32"]["sha256"],
         quantization=settings,
         calibration={
@@ -60,4 +63,4 @@ def add_int8(
         heldout_check={"tiles": len(heldout), "images": sorted({o["image"] for o in heldout.origins}), **check},
     )
     bundle.save()
-    return target
+    return path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from calib.check import CalibrationError
 from calib.datasets import DATASETS
-from calib.quantize import METHODS
+from calib.quantize import METHODS, TARGET_PRECISION, TARGETS
 from runtime.bundle import BundleError, load_bundle
 
 
@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tiles", type=int, default=64, help="calibration tiles (held-out check: a quarter)")
     parser.add_argument("--method", choices=sorted(METHODS), default="minmax")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--target",
+        choices=[*TARGETS, "both"],
+        default="both",
+        help="tensorrt: model.int8.onnx (symmetric INT8); cpu: model.int8cpu.onnx (UINT8 activations, ORT CPU)",
+    )
     return parser
 
 
@@ -30,6 +36,12 @@ def report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", required=True, type=Path)
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both models (0: all cores)")
+    parser.add_argument(
+        "--precision",
+        choices=sorted(TARGET_PRECISION.values()),
+        default=None,
+        help="INT8 file to measure (default: int8_cpu when the bundle has it, else int8)",
+    )
     return parser
 
 
@@ -43,20 +55,31 @@ def run_build(args: argparse.Namespace) -> int:
         args.data_root, datasets, bundle.preprocess, bundle.tile, args.tiles, args.seed
     )
     provenance = {"data": datasets, "split": "training", "seed": args.seed, "tile": bundle.tile}
-    path = add_int8(args.bundle, calibration, heldout, args.method, provenance)
-    check = load_bundle(args.bundle).meta["files"]["int8"]["heldout_check"]
-    agreement, diff = 100 * check["mask_agreement"], check["mean_abs_diff"]
-    print(f"wrote {path}: held-out agreement {agreement:.3f}%, mean |Δp| {diff:.4f}")
-    return 0
+    targets = list(TARGETS) if args.target == "both" else [args.target]
+    failures = []
+    for target in targets:
+        try:
+            path = add_int8(args.bundle, calibration, heldout, args.method, provenance, target=target)
+        except CalibrationError as exc:
+            if len(targets) == 1:
+                raise
+            failures.append(f"{target}: {exc}")
+            continue
+        check = load_bundle(args.bundle).meta["files"][TARGET_PRECISION[target]]["heldout_check"]
+        agreement, diff = 100 * check["mask_agreement"], check["mean_abs_diff"]
+        print(f"wrote {path} ({target}): held-out agreement {agreement:.3f}%, mean |Δp| {diff:.4f}")
+    for failure in failures:
+        print(f"calib: {failure}", file=sys.stderr)
+    return 2 if failures else 0
 
 
 def run_report(args: argparse.Namespace) -> int:
     from calib.report import REPORT_JSON, int8_report
 
-    report = int8_report(args.bundle, args.data_root, args.images, args.threads)
+    report = int8_report(args.bundle, args.data_root, args.images, args.threads, args.precision)
     print(json.dumps({k: report[k] for k in ("scores", "delta_points", "mask_agreement", "meets_targets")}, indent=1))
     speedup = report["speed"]["speedup_int8_vs_fp32"]
-    print(f"speedup INT8/FP32 (ORT CPU): {speedup:.2f}x; wrote {args.bundle / REPORT_JSON}")
+    print(f"speedup {report['precision']}/FP32 (ORT CPU): {speedup:.2f}x; wrote {args.bundle / REPORT_JSON}")
     return 0 if all(report["meets_targets"].values()) else 1
 
 

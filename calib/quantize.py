@@ -5,6 +5,13 @@ the scales from the graph), per-channel symmetric INT8 weights, symmetric INT8 a
 (TensorRT supports only zero-point 0). The 1×1 head and the Softmax stay FP32: the head makes
 the two logits whose *difference* decides the mask at p = 0.5, so INT8 steps there flip pixels
 along every vessel edge, while the head is < 0.1 % of the compute.
+
+``target="cpu"`` writes a second file tuned for ONNX Runtime's CPU kernels instead
+(``model.int8cpu.onnx``): asymmetric UINT8 activations (MLAS's fast path is U8S8; S8S8 on AVX2 ran
+slower than FP32), 7-bit per-channel weights (``reduce_range``: AVX2 without VNNI multiplies u8·s8
+pairs into saturating int16), the narrow full-resolution convolutions kept FP32 and the 2-class
+Softmax rewritten as an exact Sigmoid (:mod:`calib.graphs`). TensorRT cannot take that file
+(zero points ≠ 0), hence two files.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from calib.graphs import narrow_nodes, softmax_to_sigmoid
 from runtime.imageio import write_bytes
 
 METHODS = {
@@ -24,6 +32,10 @@ METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
+TARGETS = ("tensorrt", "cpu")
+# bundle precision key and file name of each target's INT8 model
+TARGET_PRECISION = {"tensorrt": "int8", "cpu": "int8_cpu"}
+TARGET_FILES = {"tensorrt": "model.int8.onnx", "cpu": "model.int8cpu.onnx"}
 # tiles per calibration pass: the calibrators hold every activation of a pass in memory
 PASS_TILES = 4
 
@@ -67,37 +79,57 @@ def pass_size(count: int) -> int:
     return max(d for d in range(1, PASS_TILES + 1) if count % d == 0)
 
 
-def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, tiles: np.ndarray, method: str) -> dict:
-    """Write the QDQ INT8 model calibrated on ``tiles`` (n, 1, t, t); returns its settings."""
+def quantize_int8(
+    fp32_path: str | os.PathLike, out_path: str | os.PathLike, tiles: np.ndarray, method: str, target: str = "tensorrt"
+) -> dict:
+    """Write the QDQ INT8 model calibrated on ``tiles`` (n, 1, t, t) for ``target``; returns its settings."""
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {sorted(METHODS)}, got {method!r}")
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {list(TARGETS)}, got {target!r}")
     if len(tiles) == 0:
         raise ValueError("no calibration tiles")
     graph = onnx.load(str(fp32_path))
     excluded = float_nodes(graph)
-    settings = {
-        "format": "QDQ",
-        "activations": "QInt8 symmetric",
-        "weights": "QInt8 symmetric per-channel",
-        "float_nodes": excluded,
-    }
+    if target == "tensorrt":
+        settings = {
+            "target": target,
+            "format": "QDQ",
+            "activations": "QInt8 symmetric",
+            "weights": "QInt8 symmetric per-channel",
+            "float_nodes": excluded,
+        }
+        activation_type, symmetric, reduce_range = QuantType.QInt8, True, False
+    else:
+        excluded += [name for name in narrow_nodes(graph) if name not in excluded]
+        rewritten = softmax_to_sigmoid(graph)  # keeps node names, so ``excluded`` still holds
+        settings = {
+            "target": target,
+            "format": "QDQ",
+            "activations": "QUInt8 asymmetric",
+            "weights": "QInt8 symmetric per-channel, reduce_range (7-bit)",
+            "float_nodes": excluded,
+            "graph_rewrites": [f"{name}: Softmax(2 classes) -> Sigmoid of logit differences" for name in rewritten],
+        }
+        activation_type, symmetric, reduce_range = QuantType.QUInt8, False, True
     with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "model.int8.onnx"
+        target_path = Path(tmp) / "model.int8.onnx"
         quantize_static(
             graph,
-            target,
+            target_path,
             TileReader(tiles, graph.graph.input[0].name),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            reduce_range=reduce_range,
+            activation_type=activation_type,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,
             calibrate_method=METHODS[method],
             extra_options={
-                "ActivationSymmetric": True,
+                "ActivationSymmetric": symmetric,
                 "WeightSymmetric": True,
                 "CalibStridedMinMax": pass_size(len(tiles)),  # calibrate in passes (any method)
             },
         )
-        write_bytes(out_path, target.read_bytes())
+        write_bytes(out_path, target_path.read_bytes())
     return settings

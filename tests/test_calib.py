@@ -160,3 +160,40 @@ def test_calib_command_names_a_missing_dataset(detector_bundle: Path, tmp_path: 
     args = ["--bundle", str(detector_bundle), "--data-root", str(tmp_path), "--tiles", "4"]
     assert main(args) == 2
     assert "DRIVE" in capsys.readouterr().err
+
+
+def test_cpu_int8_keeps_narrow_layers_float_and_sigmoid_head(
+    detector_bundle: Path, synthetic_sets, tmp_path: Path
+) -> None:
+    from calib.build import add_int8
+
+    calibration, heldout = synthetic_sets
+    bundle_dir = copy_bundle(detector_bundle, tmp_path / "b")
+    path = add_int8(bundle_dir, calibration, heldout, "minmax", target="cpu")
+    assert path.name == "model.int8cpu.onnx" and not (bundle_dir / "model.int8.onnx").exists()
+    graph = onnx.load(str(path))
+    ops = {n.op_type for n in graph.graph.node}
+    assert "Sigmoid" in ops and "Softmax" not in ops
+    zero_points = [t for t in graph.graph.initializer if t.name.endswith("_zero_point") and t.data_type == 2]
+    assert zero_points  # uint8 activations
+    entry = load_bundle(bundle_dir).meta["files"]["int8_cpu"]
+    assert entry["quantization"]["target"] == "cpu" and entry["heldout_check"]["mask_agreement"] >= 0.995
+    # the first encoder convolutions of a narrow U-Net stay float; the output still matches FP32
+    assert any("encoders.0" in name for name in entry["quantization"]["float_nodes"])
+    fp32 = ort_predictor(ort_session(load_bundle(bundle_dir).model_path("fp32")))(heldout.tiles[:2])
+    probs = ort_predictor(ort_session(path))(heldout.tiles[:2])
+    assert probs.shape == fp32.shape and np.isfinite(probs).all()
+
+
+def test_softmax_to_sigmoid_is_exact(detector_bundle: Path, synthetic_sets) -> None:
+    from calib.graphs import softmax_to_sigmoid
+
+    model = onnx.load(str(load_bundle(detector_bundle).model_path("fp32")))
+    assert softmax_to_sigmoid(model)
+    tiles = synthetic_sets[1].tiles[:2]
+    import onnxruntime as ort
+
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    before = ort_session(load_bundle(detector_bundle).model_path("fp32"))
+    a, b = (s.run(None, {"image": tiles})[0] for s in (before, after))
+    assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
