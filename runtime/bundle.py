@@ -24,6 +24,7 @@ PRECISION_FILES = {
     "fp32_static": "model.static.onnx",
     "fp16": "model.fp16.onnx",
     "int8": "model.int8.onnx",
+    "int8_cpu": "model.int8cpu.onnx",
 }
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "unet-drive-chase"
 

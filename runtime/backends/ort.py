@@ -18,6 +18,17 @@ def default_providers() -> list[str]:
     return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
 
 
+def onnx_precision_key(bundle: Bundle, precision: str, providers: list[str]) -> str:
+    """Which bundle file serves ``precision``: on a CPU-only ORT, INT8 uses the CPU-tuned file.
+
+    ``model.int8.onnx`` (symmetric INT8, what TensorRT builds from) runs slower than FP32 on CPUs
+    without VNNI; ``model.int8cpu.onnx`` (uint8 activations, narrow layers in FP32) is the fast one.
+    """
+    if precision == "int8" and providers == ["CPUExecutionProvider"] and bundle.has("int8_cpu"):
+        return "int8_cpu"
+    return precision
+
+
 class OrtBackend:
     """Runs ``model.onnx`` / ``model.fp16.onnx`` / ``model.int8.onnx`` with any batch size."""
 
@@ -26,7 +37,8 @@ class OrtBackend:
     def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int | None = None) -> None:
         require_precision(self.name, precision, ("fp32", "fp16", "int8"))
         self.precision = precision
-        self.model_path = bundle.model_path(precision)
+        providers = default_providers()
+        self.model_path = bundle.model_path(onnx_precision_key(bundle, precision, providers))
         self.vessel_index = bundle.vessel_index
         options = ort.SessionOptions()
         # the arena grows in powers of two and keeps its peak: with it, a 3504x2336 image through
@@ -36,7 +48,7 @@ class OrtBackend:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=default_providers())
+            self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{self.model_path}: ONNX Runtime cannot load it ({exc})") from exc
         model_input = self.session.get_inputs()[0]

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# From a finished training run to the shipped bundle, with every check and figure.
+#   scripts/ship_model.sh runs/shipped models/unet-drive-chase
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-runs/shipped}
+BUNDLE=${2:-models/unet-drive-chase}
+DATA_ROOT=${FUNDUS_DATA_ROOT:-../shared/data}
+CKPT=$RUN/best.pt
+
+# 1. the finished model on the official DRIVE test split (PyTorch reference)
+python -m train.evaluate --checkpoint "$CKPT" --data drive --split test --data-root "$DATA_ROOT" --out "$RUN/test"
+# 2. bundle: FP32 ONNX (+ static variant for OpenCV DNN) and FP16
+python -m export onnx --checkpoint "$CKPT" --out "$BUNDLE"
+python -m export fp16 --bundle "$BUNDLE"
+# 3. INT8 calibrated on training tiles (TensorRT and CPU flavours), and its report on DRIVE test
+python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target both
+python -m calib report --bundle "$BUNDLE" --data-root "$DATA_ROOT"
+# 4. parity of every backend against PyTorch on the 20 DRIVE test images
+python -m export parity --bundle "$BUNDLE" --checkpoint "$CKPT" --data-root "$DATA_ROOT" --images 20
+# 5. the product path: fundus-infer with the default model, scored by the same evaluation
+fundus-infer "$DATA_ROOT/DRIVE/test/images" -o "$RUN/fundus-infer" --model "$BUNDLE" --quiet
+python -m train.evaluate --predictions "$RUN/fundus-infer" --model "$BUNDLE" --data drive --split test \
+  --data-root "$DATA_ROOT" --out "$RUN/fundus-infer-metrics" --panels 0
