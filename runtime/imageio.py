@@ -65,10 +65,17 @@ def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
     return image > 127 if image.max() > 1 else image > 0
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs are shared files
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -61,3 +61,11 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         },
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_checkpoint: Path) -> Path:
+    """Bundle (model.json, model.onnx, model.static.onnx) exported from ``tiny_checkpoint``."""
+    from export.onnx_export import export_bundle
+
+    return export_bundle(tiny_checkpoint, tiny_checkpoint.parent / "bundle", static=True, name="tiny-test")

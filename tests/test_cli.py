@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from runtime_fixtures import small_fundus, tiny_bundle, write_synthetic_images  # noqa: F401 - fixture
+from runtime_fixtures import small_fundus, write_synthetic_images
 
 from runtime.cli import main
 from runtime.imageio import read_image, write_image
@@ -26,7 +26,7 @@ def run(bundle: Path, out: Path, *args: str) -> tuple[int, dict | None]:
     return code, json.loads(summary.read_text()) if summary.exists() else None
 
 
-def test_three_images_end_to_end(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_three_images_end_to_end(tiny_bundle: Path, tmp_path: Path) -> None:
     inputs = write_synthetic_images(tmp_path / "in")
     code, summary = run(tiny_bundle, tmp_path / "out", str(tmp_path / "in"))
     assert code == 0
@@ -44,7 +44,7 @@ def test_three_images_end_to_end(tiny_bundle: Path, tmp_path: Path) -> None:  # 
         assert 0.0 <= entry["vessel_fraction"] <= 1.0
 
 
-def test_outputs_follow_the_contract(tiny_bundle: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_outputs_follow_the_contract(tiny_bundle: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     """prob.png = round(p * 255) of the torch reference (±1 level), mask = p >= threshold in the FOV."""
     from runtime.pipeline import Segmenter
 
@@ -58,14 +58,14 @@ def test_outputs_follow_the_contract(tiny_bundle: Path, tiny_checkpoint: Path, t
     assert np.mean(mask != (reference.probability >= 0.3)) < 1e-3
 
 
-def test_save_selects_outputs(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_save_selects_outputs(tiny_bundle: Path, tmp_path: Path) -> None:
     image_path = write_synthetic_images(tmp_path / "in", count=1)[0]
     code, _summary = run(tiny_bundle, tmp_path / "out", str(image_path), "--save", "mask")
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fundus0_mask.png", "summary.json"]
 
 
-def test_demo_reports_f1_against_the_drawn_tree(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_demo_reports_f1_against_the_drawn_tree(tiny_bundle: Path, tmp_path: Path) -> None:
     code, summary = run(tiny_bundle, tmp_path / "out", "--demo")
     assert code == 0
     assert (tmp_path / "out" / "demo_input.png").is_file() and (tmp_path / "out" / "demo_mask.png").is_file()
@@ -76,7 +76,7 @@ def test_demo_reports_f1_against_the_drawn_tree(tiny_bundle: Path, tmp_path: Pat
     "kind",
     ["small", "gray16", "rgb16", "rgba", "gray", "gif", "tif", "bmp", "jpg"],
 )
-def test_unusual_but_valid_images_work(kind: str, tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_unusual_but_valid_images_work(kind: str, tiny_bundle: Path, tmp_path: Path) -> None:
     photo = small_fundus(120, 100)
     folder = tmp_path / "in"
     folder.mkdir()
@@ -126,7 +126,7 @@ def _bad_input(kind: str, folder: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated", "binary", "empty_folder"])
 def test_bad_input_is_named_and_the_batch_continues(
-    kind: str, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture  # noqa: F811
+    kind: str, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     good = write_synthetic_images(tmp_path / "in", count=2)
     bad = _bad_input(kind, tmp_path)
@@ -138,7 +138,7 @@ def test_bad_input_is_named_and_the_batch_continues(
     assert not list((tmp_path / "out").glob("*.tmp")), "no half-written files"
 
 
-def test_earlier_outputs_survive_a_failing_run(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_earlier_outputs_survive_a_failing_run(tiny_bundle: Path, tmp_path: Path) -> None:
     good = write_synthetic_images(tmp_path / "in", count=1)[0]
     out = tmp_path / "out"
     assert run(tiny_bundle, out, str(good))[0] == 0
@@ -147,7 +147,7 @@ def test_earlier_outputs_survive_a_failing_run(tiny_bundle: Path, tmp_path: Path
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before
 
 
-def test_same_stem_twice_fails_the_second(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_same_stem_twice_fails_the_second(tiny_bundle: Path, tmp_path: Path) -> None:
     first = write_synthetic_images(tmp_path / "a", count=1)[0]
     second = write_synthetic_images(tmp_path / "b", count=1)[0]
     code, summary = run(tiny_bundle, tmp_path / "out", str(first), str(second))
@@ -174,7 +174,7 @@ def _no_model_json(bundle: Path) -> None:
     ("damage", "message"),
     [(_corrupt_sha, "sha256"), (_three_channels, "channels 3"), (_no_model_json, "not a model bundle")],
 )
-def test_bad_bundle_exits_2(damage, message: str, tiny_bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_bad_bundle_exits_2(damage, message: str, tiny_bundle: Path, tmp_path: Path, capsys) -> None:
     bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     damage(bundle)
     image = write_synthetic_images(tmp_path / "in", count=1)[0]
@@ -195,13 +195,13 @@ def test_bad_bundle_exits_2(damage, message: str, tiny_bundle: Path, tmp_path: P
         ["IMAGE", "--backend", "torch"],  # no checkpoint
     ],
 )
-def test_usage_errors_exit_2(args: list[str], tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_usage_errors_exit_2(args: list[str], tiny_bundle: Path, tmp_path: Path) -> None:
     image = write_synthetic_images(tmp_path / "in", count=1)[0]
     args = [str(image) if a == "IMAGE" else a for a in args]
     assert run(tiny_bundle, tmp_path / "out", *args)[0] == 2
 
 
-def test_unwritable_output_folder_exits_2(tiny_bundle: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_unwritable_output_folder_exits_2(tiny_bundle: Path, tmp_path: Path, capsys) -> None:
     image = write_synthetic_images(tmp_path / "in", count=1)[0]
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -210,7 +210,7 @@ def test_unwritable_output_folder_exits_2(tiny_bundle: Path, tmp_path: Path, cap
     assert "output folder not writable" in capsys.readouterr().err
 
 
-def test_fov_mask_file_is_applied(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_fov_mask_file_is_applied(tiny_bundle: Path, tmp_path: Path) -> None:
     image = write_synthetic_images(tmp_path / "in", count=1)[0]
     fov = np.zeros(read_image(image).shape[:2], np.uint8)
     fov[50:100, 60:120] = 255
@@ -220,7 +220,7 @@ def test_fov_mask_file_is_applied(tiny_bundle: Path, tmp_path: Path) -> None:  #
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "fundus0_mask.png"), fov)
 
 
-def test_console_script_runs_without_torch(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_console_script_runs_without_torch(tiny_bundle: Path, tmp_path: Path) -> None:
     image = write_synthetic_images(tmp_path / "in", count=1)[0]
     code = (
         "import sys; from runtime.cli import main; rc = main(sys.argv[1:]); "
@@ -232,7 +232,7 @@ def test_console_script_runs_without_torch(tiny_bundle: Path, tmp_path: Path) ->
 
 
 @pytest.mark.data
-def test_drive_test_image(data_root: Path, tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_drive_test_image(data_root: Path, tiny_bundle: Path, tmp_path: Path) -> None:
     test = data_root / "DRIVE" / "test"
     image = test / "images" / "01_test.tif"
     code, summary = run(tiny_bundle, tmp_path / "out", str(image), "--fov", str(test / "mask" / "01_test_mask.gif"))

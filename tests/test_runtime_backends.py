@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_fixtures import tiny_bundle  # noqa: F401 - fixture
 
 from runtime.backends import BackendError, create_backend, resolve_backend
 from runtime.backends.trt import engine_filename, tensorrt_status
@@ -23,12 +22,12 @@ def tiles() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_bundle: Path, tiny_checkpoint: Path, tiles: np.ndarray) -> np.ndarray:  # noqa: F811
+def reference(tiny_bundle: Path, tiny_checkpoint: Path, tiles: np.ndarray) -> np.ndarray:
     return create_backend("torch", load_bundle(tiny_bundle), checkpoint=tiny_checkpoint).predict(tiles)
 
 
 @pytest.mark.parametrize("name", ["ort", "opencv", "auto"])
-def test_backend_matches_pytorch(name: str, tiny_bundle: Path, tiles: np.ndarray, reference: np.ndarray) -> None:  # noqa: F811
+def test_backend_matches_pytorch(name: str, tiny_bundle: Path, tiles: np.ndarray, reference: np.ndarray) -> None:
     backend = create_backend(name, load_bundle(tiny_bundle))
     out = backend.predict(tiles)
     assert out.shape == (3, 256, 256) and out.dtype == np.float32
@@ -36,13 +35,13 @@ def test_backend_matches_pytorch(name: str, tiny_bundle: Path, tiles: np.ndarray
     assert ((out >= 0) & (out <= 1)).all()
 
 
-def test_auto_is_ort_without_tensorrt(tiny_bundle: Path) -> None:  # noqa: F811
+def test_auto_is_ort_without_tensorrt(tiny_bundle: Path) -> None:
     if tensorrt_status() is None:
         pytest.skip("TensorRT is available here")
     assert resolve_backend("auto", load_bundle(tiny_bundle), "fp32") == "ort"
 
 
-def test_tensorrt_absent_is_a_clear_error(tiny_bundle: Path) -> None:  # noqa: F811
+def test_tensorrt_absent_is_a_clear_error(tiny_bundle: Path) -> None:
     reason = tensorrt_status()
     if reason is None:
         pytest.skip("TensorRT is available here")
@@ -55,22 +54,22 @@ def test_engine_cache_name_names_gpu_capability_and_version() -> None:
     assert name == "nvidia-h100-80gb-hbm3-sm90-trt10.3.0-fp16.engine"
 
 
-def test_missing_precision_names_what_the_bundle_has(tiny_bundle: Path) -> None:  # noqa: F811
+def test_missing_precision_names_what_the_bundle_has(tiny_bundle: Path) -> None:
     with pytest.raises(BundleError, match=r"no int8 model .*has: fp32, fp32_static"):
         create_backend("ort", load_bundle(tiny_bundle), "int8")
 
 
-def test_opencv_refuses_reduced_precision(tiny_bundle: Path) -> None:  # noqa: F811
+def test_opencv_refuses_reduced_precision(tiny_bundle: Path) -> None:
     with pytest.raises(BackendError, match="fp32 only"):
         create_backend("opencv", load_bundle(tiny_bundle), "fp16")
 
 
-def test_torch_without_checkpoint_says_how_to_give_one(tiny_bundle: Path) -> None:  # noqa: F811
+def test_torch_without_checkpoint_says_how_to_give_one(tiny_bundle: Path) -> None:
     with pytest.raises(BackendError, match="--checkpoint"):
         create_backend("torch", load_bundle(tiny_bundle))
 
 
-def test_changed_model_file_fails_the_sha_check(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_changed_model_file_fails_the_sha_check(tiny_bundle: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     with open(copy / "model.onnx", "ab") as f:
         f.write(b"\0")
@@ -97,7 +96,7 @@ def _three_channel_onnx(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-def test_onnx_input_channels_must_match_model_json(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_onnx_input_channels_must_match_model_json(tiny_bundle: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     bundle = load_bundle(copy)
     _three_channel_onnx(copy / "model.onnx")
@@ -106,7 +105,7 @@ def test_onnx_input_channels_must_match_model_json(tiny_bundle: Path, tmp_path: 
         create_backend("ort", bundle)
 
 
-def test_bundle_for_other_input_channels_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_bundle_for_other_input_channels_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     meta = json.loads((copy / "model.json").read_text())
     meta["input"]["channels"] = 3
@@ -115,7 +114,7 @@ def test_bundle_for_other_input_channels_is_refused(tiny_bundle: Path, tmp_path:
         load_bundle(copy)
 
 
-def test_engine_built_from_another_onnx_is_stale(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_engine_built_from_another_onnx_is_stale(tiny_bundle: Path, tmp_path: Path) -> None:
     from runtime.backends.trt import engine_is_stale
 
     bundle = load_bundle(tiny_bundle)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_fixtures import small_fundus, tiny_bundle  # noqa: F401 - fixture
+from runtime_fixtures import small_fundus
 
 from runtime.pipeline import Segmenter, resolve_fov, segment
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def segmenter(tiny_bundle: Path) -> Segmenter:  # noqa: F811
+def segmenter(tiny_bundle: Path) -> Segmenter:
     return Segmenter(tiny_bundle, backend="ort", batch=4)
 
 
@@ -38,7 +38,7 @@ def test_images_smaller_than_a_tile_work(segmenter: Segmenter, shape: tuple[int,
     assert segmenter.segment(image).probability.shape == shape[:2]
 
 
-def test_threshold_override_and_fov_choices(tiny_bundle: Path) -> None:  # noqa: F811
+def test_threshold_override_and_fov_choices(tiny_bundle: Path) -> None:
     image = small_fundus(260, 260)
     everything = Segmenter(tiny_bundle, backend="ort", threshold=0.0).segment(image, fov=None)
     assert everything.mask.all() and everything.fov.all() and everything.vessel_fraction == 1.0
@@ -53,7 +53,7 @@ def test_fov_mask_of_another_size_is_an_error() -> None:
         resolve_fov(np.zeros((10, 10, 3), np.uint8), np.ones((10, 11), bool))
 
 
-def test_ort_and_torch_pipelines_agree(tiny_bundle: Path, tiny_checkpoint: Path) -> None:  # noqa: F811
+def test_ort_and_torch_pipelines_agree(tiny_bundle: Path, tiny_checkpoint: Path) -> None:
     image = small_fundus(300, 280, seed=2)
     ort_prob = segment(image, tiny_bundle, backend="ort").probability
     torch_prob = segment(image, tiny_bundle, backend="torch", checkpoint=tiny_checkpoint).probability
@@ -81,7 +81,7 @@ print(json.dumps({"shape": list(result.probability.shape), "peak_mb": peak_mb}))
 
 
 @pytest.mark.slow
-def test_big_image_stays_in_bounded_memory(tiny_bundle: Path) -> None:  # noqa: F811
+def test_big_image_stays_in_bounded_memory(tiny_bundle: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", BIG_IMAGE_SCRIPT, str(tiny_bundle)], cwd=REPO, capture_output=True, text=True, check=True
     )
