@@ -1,4 +1,4 @@
-"""``fundus-export``: onnx, fp16, build-engine and parity subcommands (one stage each)."""
+"""``fundus-export``: onnx, fp16, build-engine, parity and record-metrics subcommands (one stage each)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,26 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0 if report["pass"] else 1
 
 
+def cmd_record_metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from runtime.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    metrics = json.loads(Path(args.metrics).read_text())
+    bundle.meta.setdefault("metrics", {})[args.name] = {
+        "protocol": metrics["protocol"],
+        "images": len(metrics["images"]),
+        "fov_pooled": metrics["fov"]["pooled"],
+        "fov_per_image_mean": metrics["fov"]["per_image_mean"],
+        "whole_image_pooled": metrics["whole_image"]["pooled"],
+        "command": args.command_line or "",
+    }
+    bundle.save()
+    print(f"recorded {args.name} in {Path(args.bundle) / 'model.json'}")
+    return 0
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fundus-export", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +92,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=2, help="DRIVE test images to use")
     p.add_argument("--batch", type=int, default=8)
     p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("record-metrics", help="copy a train.evaluate metrics.json into model.json")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--metrics", required=True, type=Path, help="metrics.json written by python -m train.evaluate")
+    p.add_argument("--name", required=True, help="key under model.json metrics, e.g. drive_test")
+    p.add_argument("--command-line", help="the command that produced the metrics, kept with them")
+    p.set_defaults(func=cmd_record_metrics)
     return parser
 
 

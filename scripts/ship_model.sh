@@ -10,9 +10,11 @@ CKPT=$RUN/best.pt
 
 # 1. the finished model on the official DRIVE test split (PyTorch reference)
 python -m train.evaluate --checkpoint "$CKPT" --data drive --split test --data-root "$DATA_ROOT" --out "$RUN/test"
-# 2. bundle: FP32 ONNX (+ static variant for OpenCV DNN) and FP16
+# 2. bundle: FP32 ONNX (+ static variant for OpenCV DNN) and FP16; the test figures go into model.json
 python -m export onnx --checkpoint "$CKPT" --out "$BUNDLE"
 python -m export fp16 --bundle "$BUNDLE"
+python -m export record-metrics --bundle "$BUNDLE" --metrics "$RUN/test/metrics.json" --name drive_test \
+  --command-line "python -m train.evaluate --checkpoint $CKPT --data drive --split test --out $RUN/test"
 # 3. INT8 calibrated on training tiles (TensorRT and CPU flavours), and its report on DRIVE test
 python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target both
 python -m calib report --bundle "$BUNDLE" --data-root "$DATA_ROOT"
