@@ -8,7 +8,7 @@ from pathlib import Path
 
 from calib.check import DEFAULT_GATE, Gate, accuracy_gate
 from calib.onnxrun import ort_predictor, ort_session
-from calib.quantize import TARGET_FILES, TARGET_PRECISION, quantize_int8
+from calib.quantize import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION, quantize_int8
 from calib.tiles import TileSet
 from runtime.bundle import load_bundle
 from runtime.imageio import write_bytes
@@ -18,7 +18,7 @@ def add_int8(
     bundle_dir: str | os.PathLike,
     calibration: TileSet,
     heldout: TileSet,
-    method: str = "minmax",
+    method: str | None = None,
     provenance: dict | None = None,
     gate: Gate = DEFAULT_GATE,
     target: str = "tensorrt",
@@ -29,7 +29,8 @@ def add_int8(
         bundle_dir: bundle with a ``model.onnx``.
         calibration: tiles whose activation ranges set the INT8 scales.
         heldout: tiles (from other images) the INT8 model is checked on against FP32.
-        method: ``minmax``, ``entropy`` or ``percentile``.
+        method: ``minmax``, ``entropy`` or ``percentile``; ``None``: the target's default
+            (:data:`calib.quantize.DEFAULT_METHODS`).
         provenance: what the tiles are (data, seed, ...), recorded in ``model.json``.
         gate: acceptance limits.
         target: ``tensorrt`` (``model.int8.onnx``, symmetric INT8, precision ``int8``) or ``cpu``
@@ -38,6 +39,7 @@ def add_int8(
     Returns:
         Path of the written file. Raises :class:`calib.check.CalibrationError` when rejected.
     """
+    method = method or DEFAULT_METHODS[target]
     bundle = load_bundle(bundle_dir)
     fp32_path = bundle.model_path("fp32")
     with tempfile.TemporaryDirectory() as tmp:

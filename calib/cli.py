@@ -9,7 +9,7 @@ from pathlib import Path
 
 from calib.check import CalibrationError
 from calib.datasets import DATASETS
-from calib.quantize import METHODS, TARGET_PRECISION, TARGETS
+from calib.quantize import DEFAULT_METHODS, METHODS, TARGET_PRECISION, TARGETS
 from runtime.bundle import BundleError, load_bundle
 
 
@@ -19,7 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="drive", help="comma list of " + ", ".join(DATASETS))
     parser.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/ and CHASEDB1/")
     parser.add_argument("--tiles", type=int, default=64, help="calibration tiles (held-out check: a quarter)")
-    parser.add_argument("--method", choices=sorted(METHODS), default="minmax")
+    parser.add_argument(
+        "--method",
+        choices=sorted(METHODS),
+        default=None,
+        help="calibration method (default: " + ", ".join(f"{m} for {t}" for t, m in DEFAULT_METHODS.items()) + ")",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--target",
@@ -59,7 +64,8 @@ def run_build(args: argparse.Namespace) -> int:
     failures = []
     for target in targets:
         try:
-            path = add_int8(args.bundle, calibration, heldout, args.method, provenance, target=target)
+            method = args.method or DEFAULT_METHODS[target]
+            path = add_int8(args.bundle, calibration, heldout, method, provenance, target=target)
         except CalibrationError as exc:
             if len(targets) == 1:
                 raise

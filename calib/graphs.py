@@ -48,6 +48,33 @@ def narrow_nodes(model: onnx.ModelProto, min_channels: int = MIN_INT8_CHANNELS) 
     return [node.name for node in model.graph.node if node.name in keep]
 
 
+def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 2) -> list[str]:
+    """Nodes the TensorRT INT8 file keeps float (TensorRT runs them in FP16/FP32): the graph's ends.
+
+    * every Conv that reads a graph input: the input is an 8-bit CLAHE plane scaled to [-1, 1]
+      (255 levels, step 2/255), which symmetric INT8 (step 1/127) would halve;
+    * the last ``tail_convs`` convolutions before the output and the ops between them (the
+      2-class head and the conv + LeakyReLU that feed it, so the head's input is not quantized
+      either), and the output op: the logit difference there decides the mask at p = 0.5.
+
+    Measured on the shipped width-0.25 U-Net (64 calibration tiles, entropy, 16 held-out tiles):
+    head + Softmax float only 98.54 % mask agreement (minmax; 98.58 % entropy); + first conv 99.53 %; + last decoder
+    conv/LeakyReLU 99.60 % (gate 99.5 %).
+    """
+    graph_inputs = {i.name for i in model.graph.input}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    keep = {n.name for n in model.graph.node if n.op_type in CONVS and n.input and n.input[0] in graph_inputs}
+    for output in model.graph.output:
+        node, convs = producers.get(output.name), 0
+        while node is not None and convs < tail_convs:
+            keep.add(node.name)
+            convs += node.op_type in CONVS
+            if node.op_type == "Concat" or not node.input:
+                break
+            node = producers.get(node.input[0])
+    return [node.name for node in model.graph.node if node.name in keep]
+
+
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     for attribute in node.attribute:
         if attribute.name == name:

@@ -197,3 +197,26 @@ def test_softmax_to_sigmoid_is_exact(detector_bundle: Path, synthetic_sets) -> N
     before = ort_session(load_bundle(detector_bundle).model_path("fp32"))
     a, b = (s.run(None, {"image": tiles})[0] for s in (before, after))
     assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+
+
+def test_tensorrt_int8_keeps_the_graph_ends_float_with_zero_points_zero(
+    detector_bundle: Path, synthetic_sets, tmp_path: Path
+) -> None:
+    from calib.build import add_int8
+    from calib.graphs import tensorrt_float_nodes
+
+    fp32 = onnx.load(str(load_bundle(detector_bundle).model_path("fp32")))
+    ends = tensorrt_float_nodes(fp32)
+    first, *_ = (n for n in fp32.graph.node if n.op_type == "Conv")
+    assert first.name in ends and "/network/head/Conv" in ends and "/Softmax" in ends
+    assert sum(n.op_type == "Conv" for n in fp32.graph.node if n.name in ends) == 3  # input conv, last conv, head
+    calibration, heldout = synthetic_sets
+    bundle_dir = copy_bundle(detector_bundle, tmp_path / "b")
+    path = add_int8(bundle_dir, calibration, heldout)  # TensorRT target, its default method
+    entry = load_bundle(bundle_dir).meta["files"]["int8"]
+    assert entry["calibration"]["method"] == "entropy"
+    assert entry["quantization"]["float_nodes"] == ends and set(entry["quantization"]["float_reasons"]) == set(ends)
+    graph = onnx.load(str(path))
+    zero_points = [t for t in graph.graph.initializer if t.name.endswith("_zero_point")]
+    assert zero_points and all(not onnx.numpy_helper.to_array(t).any() for t in zero_points)
+    assert all(t.data_type != onnx.TensorProto.UINT8 for t in zero_points)
