@@ -16,7 +16,8 @@ python -m export fp16 --bundle "$BUNDLE"
 python -m export record-metrics --bundle "$BUNDLE" --metrics "$RUN/test/metrics.json" --name drive_test \
   --command-line "python -m train.evaluate --checkpoint $CKPT --data drive --split test --out $RUN/test"
 # 3. INT8 calibrated on training tiles (TensorRT and CPU flavours), and its report on DRIVE test
-python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target both
+python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target cpu
+python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target tensorrt
 python -m calib report --bundle "$BUNDLE" --data-root "$DATA_ROOT"
 # 4. parity of every backend against PyTorch on the 20 DRIVE test images
 python -m export parity --bundle "$BUNDLE" --checkpoint "$CKPT" --data-root "$DATA_ROOT" --images 20
