@@ -48,7 +48,7 @@ def narrow_nodes(model: onnx.ModelProto, min_channels: int = MIN_INT8_CHANNELS) 
     return [node.name for node in model.graph.node if node.name in keep]
 
 
-def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 2) -> list[str]:
+def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 3) -> list[str]:
     """Nodes the TensorRT INT8 file keeps float (TensorRT runs them in FP16/FP32): the graph's ends.
 
     * every Conv that reads a graph input: the input is an 8-bit CLAHE plane scaled to [-1, 1]
@@ -59,7 +59,8 @@ def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 2) -> list[st
 
     Measured on the shipped width-0.25 U-Net (64 calibration tiles, entropy, 16 held-out tiles):
     head + Softmax float only 98.54 % mask agreement (minmax; 98.58 % entropy); + first conv 99.53 %; + last decoder
-    conv/LeakyReLU 99.60 % (gate 99.5 %).
+    conv/LeakyReLU 99.60 % (gate 99.5 %), but only 99.49 % with 256 tiles; the whole last decoder
+    block float (``tail_convs=3``) passes at both (99.66 % / 99.54 %), so that margin ships.
     """
     graph_inputs = {i.name for i in model.graph.input}
     producers = {out: node for node in model.graph.node for out in node.output}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO / "build"
 
 
 def find_data_root() -> Path | None:
@@ -69,3 +72,35 @@ def tiny_bundle(tiny_checkpoint: Path) -> Path:
     from export.onnx_export import export_bundle
 
     return export_bundle(tiny_checkpoint, tiny_checkpoint.parent / "bundle", static=True, name="tiny-test")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"C++ binary unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cpp_binary() -> Path:
+    """The C++ fundus-infer, (re)built incrementally with CMake."""
+    given = os.environ.get("FUNDUS_CPP_BINARY")
+    if given:
+        return Path(given)
+    if shutil.which("cmake") is None:
+        _unavailable("cmake not installed (apt-get install cmake g++ libopencv-dev)")
+    nice = ["nice"] if shutil.which("nice") else []
+    configure = subprocess.run(
+        [*nice, "cmake", "-S", str(REPO), "-B", str(BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release"],
+        capture_output=True,
+        text=True,
+    )
+    if configure.returncode != 0:
+        if "OpenCV" in configure.stderr + configure.stdout:
+            _unavailable("OpenCV development files not found (apt-get install libopencv-dev)")
+        pytest.fail(f"cmake configure failed:\n{configure.stdout}\n{configure.stderr}")
+    build = subprocess.run([*nice, "cmake", "--build", str(BUILD_DIR), "-j2"], capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.fail(f"cmake build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}")
+    binary = BUILD_DIR / "fundus-infer"
+    assert binary.is_file(), f"{binary} not built"
+    return binary

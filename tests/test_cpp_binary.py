@@ -13,7 +13,6 @@ a failed build fails. Parity is measured on a bundle exported from the tiny rand
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,43 +33,9 @@ PROB_TOLERANCE = 2 / 255
 MASK_AGREEMENT = 0.999
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"C++ binary unavailable under CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def cpp_binary() -> Path:
-    """The C++ fundus-infer, (re)built incrementally with CMake."""
-    given = os.environ.get("FUNDUS_CPP_BINARY")
-    if given:
-        return Path(given)
-    if shutil.which("cmake") is None:
-        _unavailable("cmake not installed (apt-get install cmake g++ libopencv-dev)")
-    nice = ["nice"] if shutil.which("nice") else []
-    configure = subprocess.run(
-        [*nice, "cmake", "-S", str(REPO), "-B", str(BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release"],
-        capture_output=True,
-        text=True,
-    )
-    if configure.returncode != 0:
-        if "OpenCV" in configure.stderr + configure.stdout:
-            _unavailable("OpenCV development files not found (apt-get install libopencv-dev)")
-        pytest.fail(f"cmake configure failed:\n{configure.stdout}\n{configure.stderr}")
-    build = subprocess.run([*nice, "cmake", "--build", str(BUILD_DIR), "-j2"], capture_output=True, text=True)
-    if build.returncode != 0:
-        pytest.fail(f"cmake build failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}")
-    binary = BUILD_DIR / "fundus-infer"
-    assert binary.is_file(), f"{binary} not built"
-    return binary
-
-
-@pytest.fixture(scope="session")
-def bundle_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.onnx_export import export_bundle
-
-    return export_bundle(tiny_checkpoint, tmp_path_factory.mktemp("cpp") / "bundle", static=True)
+def bundle_dir(tiny_bundle: Path) -> Path:
+    return tiny_bundle
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,64 @@
+"""The shipped bundle in models/: loads, is self-consistent, and both runtimes agree on DRIVE."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.bundle import DEFAULT_BUNDLE, PRECISION_FILES, load_bundle
+from runtime.imageio import read_image
+
+SHIPPED = DEFAULT_BUNDLE
+pytestmark = pytest.mark.skipif(not (SHIPPED / "model.json").is_file(), reason=f"no shipped bundle at {SHIPPED}")
+IMAGES = ("01_test.tif", "02_test.tif")
+
+
+def test_bundle_files_match_their_hashes_and_stay_small() -> None:
+    bundle = load_bundle(SHIPPED)
+    for precision in ("fp32", "fp32_static", "fp16", "int8", "int8_cpu"):
+        path = bundle.model_path(precision)  # verifies sha256
+        assert path.name == PRECISION_FILES[precision]
+        assert path.stat().st_size < 40 * 2**20
+    drive = bundle.meta["metrics"]["drive_test"]["fov_pooled"]
+    assert 0.5 < drive["miou"] <= 1 and 0.5 < drive["auc"] <= 1
+    assert "not a diagnostic device" in bundle.meta["intended_use"]
+
+
+@pytest.fixture(scope="module")
+def python_outputs(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("py")
+    images = [data_root / "DRIVE" / "test" / "images" / name for name in IMAGES]
+    proc = subprocess.run([sys.executable, "-m", "runtime", *map(str, images), "-o", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_fundus_infer_default_model_on_drive(python_outputs: Path) -> None:
+    summary = json.loads((python_outputs / "summary.json").read_text())
+    assert not summary["failures"]
+    for name in IMAGES:
+        stem = Path(name).stem
+        mask = read_image(python_outputs / f"{stem}_mask.png")
+        assert mask.shape == (584, 565) and set(np.unique(mask)) <= {0, 255}
+        assert 0.05 < (mask > 0).mean() < 0.2  # DRIVE vessels cover about 12 % of the image
+        assert (python_outputs / f"{stem}_overlay.png").is_file()
+
+
+def test_cpp_binary_matches_python_on_drive(python_outputs: Path, cpp_binary: Path, data_root: Path,
+                                            tmp_path: Path) -> None:
+    images = [data_root / "DRIVE" / "test" / "images" / name for name in IMAGES]
+    proc = subprocess.run([str(cpp_binary), *map(str, images), "-o", str(tmp_path), "--model", str(SHIPPED),
+                           "--quiet"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for name in IMAGES:
+        stem = Path(name).stem
+        py_mask, cpp_mask = (read_image(d / f"{stem}_mask.png") for d in (python_outputs, tmp_path))
+        assert (py_mask == cpp_mask).mean() >= 0.999
+        py_prob, cpp_prob = (read_image(d / f"{stem}_prob.png").astype(int) for d in (python_outputs, tmp_path))
+        assert np.abs(py_prob - cpp_prob).max() <= 2
