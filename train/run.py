@@ -134,7 +134,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         ckpt = load_checkpoint(out / "last.pt")
         if ckpt["config"] != cfg.to_dict():
             changed = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != cfg.to_dict()[k])
-            if set(changed) - {"max_steps", "out", "threads", "num_workers"}:
+            # a run may be lengthened or shortened on resume: the schedule is re-derived from epochs
+            if set(changed) - {"epochs", "max_steps", "out", "threads", "num_workers"}:
                 print(f"error: --resume with a different config ({', '.join(changed)})", file=sys.stderr)
                 return 2
         model.load_state_dict(ckpt["model"])
