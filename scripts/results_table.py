@@ -21,8 +21,10 @@ def row(label: str, path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    print("| model | MIoU | F1 | accuracy | sensitivity | specificity | AUC | per-image mean MIoU / F1 | whole-image MIoU |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    header = ["model", "MIoU", "F1", "accuracy", "sensitivity", "specificity", "AUC", "per-image mean MIoU / F1",
+              "whole-image MIoU"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
     for item in argv:
         label, path = item.split("=", 1)
         print(row(label, Path(path)))
