@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -71,19 +73,30 @@ def _current_umask() -> int:
     return mask
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+@contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
+
+    Readers never see a half-written file, and a failure leaves the previous ``path`` untouched.
+    ``suffix`` lets writers that choose the format by extension (e.g. matplotlib) keep it.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     try:
         os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs are shared files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.close(fd)
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:

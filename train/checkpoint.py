@@ -10,27 +10,19 @@ Training checkpoints add ``optimizer``, ``scheduler``, ``scaler``, ``history`` a
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from runtime.imageio import atomic_output
 from train.models import build_model
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
