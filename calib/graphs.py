@@ -2,15 +2,15 @@
 
 Measured on the width-0.25 U-Net, ORT 1.32 CPU, AVX2 without VNNI (ORT profiler, batch 4 of 256²
 tiles): INT8 QLinearConv with < 16 output channels (the full-resolution level: 1→8, 8→8, 16→8)
-ran 1.3–2.2× *slower* than FP32's NCHWc Conv, while the deeper levels ran 2–3× faster; and the
-2-class Softmax over axis 1 cost ~13 % of the whole FP32 run (ORT transposes it to the last axis).
+ran 1.3–2.2× *slower* than FP32's NCHWc Conv, while the deeper levels ran 2–3× faster. The
+Softmax → Sigmoid head rewrite lives in :mod:`export.graph_rewrites` (export applies it to every file).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from export.graph_rewrites import node_attr
 
 # INT8 convolutions with fewer output channels than this lose to FP32 on ORT CPU
 MIN_INT8_CHANNELS = 16
@@ -34,7 +34,7 @@ def narrow_nodes(model: onnx.ModelProto, min_channels: int = MIN_INT8_CHANNELS) 
     for node in model.graph.node:
         if node.op_type in CONVS and len(node.input) > 1 and node.input[1] in inits:
             dims = list(inits[node.input[1]].dims)
-            outputs = dims[0] if node.op_type == "Conv" else dims[1] * max(1, _attr(node, "group", 1))
+            outputs = dims[0] if node.op_type == "Conv" else dims[1] * max(1, node_attr(node, "group", 1))
             if outputs < min_channels:
                 keep.add(node.name)
     for node in model.graph.node:  # nodes are topologically sorted: follow float data forward
@@ -74,46 +74,3 @@ def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 3) -> list[st
                 break
             node = producers.get(node.input[0])
     return [node.name for node in model.graph.node if node.name in keep]
-
-
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return int(onnx.helper.get_attribute_value(attribute))
-    return default
-
-
-def softmax_to_sigmoid(model: onnx.ModelProto) -> list[str]:
-    """Rewrite ``Conv(2 logits) → Softmax(axis=1)`` as ``Conv(l0-l1, l1-l0) → Sigmoid`` in place.
-
-    softmax([a, b]) = [σ(a-b), σ(b-a)] exactly, so the output (name, shape, meaning) is unchanged
-    (differences ~1e-7); ORT runs the elementwise Sigmoid without the Softmax's layout transposes.
-    Returns the names of the Softmax nodes rewritten (none when the head is not of that form).
-    """
-    inits = {t.name: t for t in model.graph.initializer}
-    producers = {out: node for node in model.graph.node for out in node.output}
-    users: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
-    done = []
-    for node in model.graph.node:
-        if node.op_type != "Softmax" or _attr(node, "axis", -1) != 1:
-            continue
-        head = producers.get(node.input[0])
-        if head is None or head.op_type != "Conv" or len(head.input) < 3 or users.get(node.input[0]) != 1:
-            continue
-        if head.input[1] not in inits or head.input[2] not in inits:
-            continue
-        weight, bias = (numpy_helper.to_array(inits[head.input[i]]) for i in (1, 2))
-        if weight.shape[0] != 2 or users.get(head.input[1]) != 1 or users.get(head.input[2]) != 1:
-            continue
-        mix = np.array([[1.0, -1.0], [-1.0, 1.0]], dtype=weight.dtype)
-        new_weight = np.tensordot(mix, weight, axes=1).astype(weight.dtype)
-        new_bias = (mix @ bias).astype(bias.dtype)
-        inits[head.input[1]].CopyFrom(numpy_helper.from_array(new_weight, head.input[1]))
-        inits[head.input[2]].CopyFrom(numpy_helper.from_array(new_bias, head.input[2]))
-        node.op_type = "Sigmoid"
-        del node.attribute[:]
-        done.append(node.name)
-    return done

@@ -27,7 +27,8 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from calib.graphs import narrow_nodes, softmax_to_sigmoid, tensorrt_float_nodes
+from calib.graphs import narrow_nodes, tensorrt_float_nodes
+from export.graph_rewrites import softmax_to_sigmoid
 from runtime.imageio import write_bytes
 
 METHODS = {

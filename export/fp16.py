@@ -1,7 +1,8 @@
 """FP32 ONNX → FP16 ONNX whose types TensorRT's strongly typed builder follows as written.
 
 Inputs and outputs stay FP32 (runtimes feed the same tensors to every precision); the
-convolutions run in FP16 except the first encoder block; Softmax stays FP32 (exp of FP16 logits overflows above ~11).
+convolutions run in FP16 except the first encoder block; the output activation (Sigmoid head, or
+Softmax in graphs without the export rewrite) stays FP32 (exp of FP16 logits overflows above ~11).
 BatchNorm must already be folded: its variance term is the usual FP16 overflow.
 """
 
@@ -19,7 +20,7 @@ from export.metadata import INPUT_NAME, OUTPUT_NAME
 from export.onnx_export import op_counts, save_onnx, simplify
 from runtime.bundle import PRECISION_FILES, load_bundle
 
-FP32_OPS = ["Softmax"]
+FP32_OPS = ["Softmax", "Sigmoid"]
 # The first encoder block (two 3x3 convs at full resolution) stays FP32: on real DRIVE tiles of the
 # shipped model, an all-FP16 graph differed from FP32 by up to 0.039 in probability, almost all of
 # it from rounding the normalised input and the first convolutions; keeping these two in FP32 gives
@@ -42,7 +43,7 @@ def to_fp16(graph: onnx.ModelProto) -> onnx.ModelProto:
 def drop_cast_round_trips(graph: onnx.ModelProto) -> None:
     """Turn FP32→FP16→FP32 Cast pairs into Identity (in place): they only lose precision.
 
-    The converter emits one on the FP32 Softmax output on its way to the FP32 graph output.
+    The converter emits one on the FP32 output activation on its way to the FP32 graph output.
     """
     inferred = onnx.shape_inference.infer_shapes(graph).graph
     dtypes = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input, *inferred.output]}

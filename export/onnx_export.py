@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from export.errors import ExportError
+from export.graph_rewrites import softmax_to_sigmoid
 from export.metadata import INPUT_NAME, OUTPUT_NAME, bundle_meta
 from runtime.bundle import PRECISION_FILES, Bundle
 from runtime.imageio import write_bytes
@@ -40,6 +41,9 @@ class ProbabilityModel(nn.Module):
 
 def torch_to_onnx(model: nn.Module, tile: int, *, dynamic_batch: bool, opset: int = OPSET) -> onnx.ModelProto:
     """Trace ``model`` (in eval mode, so BatchNorm is folded into the convolutions) to ONNX.
+
+    The graph ends in the Softmax as traced; :func:`export_bundle` then rewrites a 2-class head
+    into the exact, faster Sigmoid form (:mod:`export.graph_rewrites`) and checks it against PyTorch.
 
     Input ``image`` (N, 1, tile, tile), output ``probabilities`` (N, C, tile, tile); N is
     symbolic (``batch``) when ``dynamic_batch`` else fixed to 1.
@@ -130,12 +134,21 @@ def export_bundle(
     variants = [("fp32", True)] + ([("fp32_static", False)] if static else [])
     for precision, dynamic in variants:
         path = root / PRECISION_FILES[precision]
-        graph = simplify(torch_to_onnx(model, tile, dynamic_batch=dynamic))
+        graph = torch_to_onnx(model, tile, dynamic_batch=dynamic)
+        rewrites = [f"{name}: Softmax(2 classes) -> Sigmoid of logit differences" for name in softmax_to_sigmoid(graph)]
+        graph = simplify(graph)
         if not dynamic:
             assert_static(graph, path)
         save_onnx(graph, path)
         error = check_against_torch(model, path, tile, batch=2 if dynamic else 1)
         shape = ["batch" if dynamic else 1, 1, tile, tile]
-        bundle.register_file(precision, path, input_shape=shape, max_abs_diff_vs_torch=error, ops=op_counts(graph))
+        bundle.register_file(
+            precision,
+            path,
+            input_shape=shape,
+            max_abs_diff_vs_torch=error,
+            ops=op_counts(graph),
+            graph_rewrites=rewrites,
+        )
     bundle.save()
     return root

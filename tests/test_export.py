@@ -72,13 +72,32 @@ def test_static_variant_loads_in_opencv_and_matches(bundle_dir: Path) -> None:
     assert np.abs(net.forward() - session.run(None, {"image": x})[0]).max() <= 1e-4
 
 
-def test_fp16_keeps_io_and_softmax_in_fp32(bundle_dir: Path) -> None:
+def test_fp16_keeps_io_and_output_activation_in_fp32(bundle_dir: Path) -> None:
     graph = onnx.load(str(bundle_dir / "model.fp16.onnx"))
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert "BatchNormalization" not in op_counts(graph)
-    (softmax,) = [n for n in graph.graph.node if n.op_type == "Softmax"]
-    assert softmax.output[0] == "probabilities"  # computed in FP32, no FP16 round trip after it
+    (head,) = [n for n in graph.graph.node if n.op_type == "Sigmoid"]
+    assert head.output[0] == "probabilities"  # computed in FP32, no FP16 round trip after it
+
+
+def test_export_rewrites_the_softmax_head_into_an_exact_sigmoid(bundle_dir: Path, tiny_checkpoint: Path) -> None:
+    from export.graph_rewrites import softmax_to_sigmoid
+    from export.onnx_export import torch_to_onnx
+    from train.checkpoint import load_model
+
+    entry = load_bundle(bundle_dir).meta["files"]["fp32"]
+    assert entry["graph_rewrites"] and "Softmax" not in entry["ops"] and entry["ops"]["Sigmoid"] == 1
+    traced = torch_to_onnx(load_model(tiny_checkpoint)[0], 256, dynamic_batch=True)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(traced)
+    assert softmax_to_sigmoid(rewritten) == ["/Softmax"] and softmax_to_sigmoid(rewritten) == []
+    x = np.random.default_rng(3).standard_normal((2, 1, 256, 256)).astype(np.float32) * 3
+    before, after = (
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+        for m in (traced, rewritten)
+    )
+    assert before.shape == after.shape and np.abs(before - after).max() < 1e-6
 
 
 def test_parity_passes_for_every_exported_precision(bundle_dir: Path, tiny_checkpoint: Path) -> None:
