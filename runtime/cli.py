@@ -20,9 +20,10 @@ from tqdm import tqdm
 from runtime.backends import BACKENDS, PRECISIONS, BackendError
 from runtime.bundle import DEFAULT_BUNDLE, BundleError, sha256_file
 from runtime.imageio import ImageReadError, list_images, read_binary_mask, read_image, write_image, write_json
+from runtime.inference import DEFAULT_BATCH
 from runtime.metrics import ConfusionMatrix
 from runtime.outputs import SAVE_KINDS, save_outputs
-from runtime.pipeline import DEFAULT_BATCH, FovSpec, Segmenter
+from runtime.pipeline import FovSpec, Segmenter
 from runtime.synthetic import make_synthetic_fundus
 
 PROG = "fundus-infer"

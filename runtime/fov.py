@@ -17,7 +17,10 @@ def fov_from_image(image_rgb: np.ndarray, threshold: int = 20) -> np.ndarray:
     image = to_uint8(image_rgb)
     if image.ndim == 3 and image.shape[2] >= 3:
         # red channel, lifted by half the brightest channel so dim, non-red photos still separate
-        plane = np.maximum(image[:, :, 0], image[:, :, :3].max(axis=2) // 2)
+        # (per-plane OpenCV maxima: numpy's max over the interleaved axis took 0.2 s on 8 MP)
+        red, green, blue = cv2.split(np.ascontiguousarray(image[:, :, :3]))
+        brightest = cv2.max(cv2.max(red, green), blue)
+        plane = cv2.max(red, np.right_shift(brightest, 1))
     elif image.ndim == 3:
         plane = image[:, :, 0]
     else:

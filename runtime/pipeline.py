@@ -11,11 +11,9 @@ import numpy as np
 from runtime.backends import Backend, create_backend
 from runtime.bundle import Bundle, load_bundle
 from runtime.fov import fov_from_image
-from runtime.inference import predict_plane
+from runtime.inference import DEFAULT_BATCH, predict_plane
 from runtime.preprocess import preprocess
 
-# tiles per backend call; a 3504x2336 image, full-width U-Net, ORT: 0.84 GB peak RSS (batch 4: 0.65)
-DEFAULT_BATCH = 8
 # "auto": computed from the photograph; None / "none": every pixel; an array: a given mask
 FovSpec = str | np.ndarray | None
 

@@ -50,3 +50,13 @@ def test_image_smaller_than_a_tile_is_padded_to_one_tile() -> None:
 def test_overlap_must_be_smaller_than_the_tile() -> None:
     with pytest.raises(ValueError, match="overlap"):
         make_grid((100, 100), tile=32, overlap=32)
+
+
+def test_stitcher_refuses_a_plane_with_tiles_missing() -> None:
+    from runtime.tiling import Stitcher
+
+    grid, tiles = tile_image(np.zeros((40, 50), dtype=np.float32), 16, 4)
+    stitcher = Stitcher(grid)
+    stitcher.add(grid.origins[:-1], tiles[:-1])
+    with pytest.raises(ValueError, match="tiles"):
+        stitcher.result()

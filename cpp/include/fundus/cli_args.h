@@ -18,7 +18,7 @@ struct CliArgs {
     bool thresholdSet = false;
     double threshold = 0.5;           // used only when thresholdSet
     std::vector<std::string> save = {"mask", "prob", "overlay"};  // in the order given
-    int batch = 4;                    // tiles per backend call, runtime/pipeline.py DEFAULT_BATCH (OpenCV: one by one)
+    int batch = 4;                    // tiles per backend call, runtime/inference.py DEFAULT_BATCH (OpenCV: one by one)
     bool quiet = false;
     int threads = 0;
     std::string debugDump;            // hidden: write float planes (.npy) for parity tests
