@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 from calib.check import DEFAULT_GATE, Gate, accuracy_gate
-from calib.onnxrun import ort_predictor, ort_session
 from calib.quantize import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION, quantize_int8
 from calib.tiles import TileSet
+from runtime.backends.ort import open_session, session_predictor
 from runtime.bundle import load_bundle
 from runtime.imageio import write_bytes
 
@@ -46,7 +46,7 @@ def add_int8(
         candidate = Path(tmp) / TARGET_FILES[target]
         settings = quantize_int8(fp32_path, candidate, calibration.tiles, method, target)
         v = bundle.vessel_index
-        fp32, int8 = (ort_predictor(ort_session(path), v) for path in (fp32_path, candidate))
+        fp32, int8 = (session_predictor(open_session(path), v, str(path)) for path in (fp32_path, candidate))
         check = accuracy_gate(fp32, int8, heldout.tiles, heldout.fov, gate)
         path = bundle.root / TARGET_FILES[target]
         write_bytes(path, candidate.read_bytes())

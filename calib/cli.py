@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from calib.check import CalibrationError
-from calib.datasets import DATASETS
 from calib.quantize import DEFAULT_METHODS, METHODS, TARGET_PRECISION, TARGETS
 from runtime.bundle import BundleError, load_bundle
+from runtime.datasets import DATASETS
 
 
 def build_parser() -> argparse.ArgumentParser:

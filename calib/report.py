@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from calib.datasets import drive_samples
-from calib.graphs import softmax_to_sigmoid
-from calib.onnxrun import ort_predictor, ort_session
+from export.graph_rewrites import softmax_to_sigmoid
+from runtime.backends.ort import open_session, session_predictor
 from runtime.bundle import load_bundle
+from runtime.datasets import drive_files
 from runtime.imageio import write_json
 from runtime.inference import TilePredictor, predict_plane
 from runtime.metrics import SegmentationEvaluator
@@ -42,7 +42,7 @@ def optimized_ops(path: Path, threads: int) -> dict[str, int]:
     """Op counts of the graph ONNX Runtime actually runs (shows whether QLinearConv fused)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "optimized.onnx"
-        ort_session(path, threads, optimized_path=out)
+        open_session(path, threads=threads, optimized_path=out)
         return dict(Counter(node.op_type for node in onnx.load(str(out)).graph.node))
 
 
@@ -64,11 +64,14 @@ def int8_report(
     files = bundle.meta.get("files", {})
     precision = precision or ("int8_cpu" if "int8_cpu" in files else "int8")
     paths = {"fp32": bundle.model_path("fp32"), "int8": bundle.model_path(precision)}
-    predicts = {p: ort_predictor(ort_session(path, threads), bundle.vessel_index) for p, path in paths.items()}
+    predicts = {
+        p: session_predictor(open_session(path, threads=threads), bundle.vessel_index, str(path))
+        for p, path in paths.items()
+    }
     evaluators = {p: SegmentationEvaluator(bundle.threshold) for p in predicts}
     agree = total = 0
     first_plane = None
-    for sample in drive_samples(data_root, "test")[:images]:
+    for sample in drive_files(data_root, "test")[:images]:
         photo, truth, fov = sample.load()
         plane = preprocess(photo, bundle.preprocess)
         first_plane = plane if first_plane is None else first_plane
@@ -89,7 +92,7 @@ def int8_report(
             softmax_to_sigmoid(same_graph)
             sigmoid_path = Path(tmp) / "fp32_sigmoid.onnx"
             onnx.save(same_graph, str(sigmoid_path))
-            timed["fp32_sigmoid"] = ort_predictor(ort_session(sigmoid_path, threads), bundle.vessel_index)
+            timed["fp32_sigmoid"] = session_predictor(open_session(sigmoid_path, threads=threads), bundle.vessel_index)
         seconds = time_per_tile(timed, bench_tiles)
     speedup = seconds["fp32"] / seconds["int8"]
     report = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.datasets import samples
+from runtime.datasets import dataset_files
 from runtime.preprocess import PreprocessConfig, preprocess
 from runtime.tiling import make_grid, pad_to_grid
 
@@ -97,7 +97,7 @@ def load_images(data_root: str | os.PathLike, datasets: list[str], config: Prepr
     """Preprocessed TRAINING images of ``datasets`` with their FOV, padded to at least one tile."""
     images = []
     for dataset in datasets:
-        for sample in samples(data_root, dataset, "training"):
+        for sample in dataset_files(data_root, dataset, "training"):
             photo, _, fov = sample.load()
             grid = make_grid(fov.shape, tile, 0)
             plane = pad_to_grid(preprocess(photo, config), grid)
@@ -108,8 +108,8 @@ def load_images(data_root: str | os.PathLike, datasets: list[str], config: Prepr
 def split_images(images: list[Image], rng: np.random.Generator) -> tuple[list[Image], list[Image]]:
     """(calibration images, held-out images): a seeded ~20 % of each dataset is held out."""
     calibration, heldout = [], []
-    for prefix in sorted({im.name.split("/")[0] for im in images}):
-        group = [im for im in images if im.name.startswith(prefix + "/")]
+    for prefix in sorted({im.name.split("_")[0] for im in images}):
+        group = [im for im in images if im.name.startswith(prefix + "_")]
         order = rng.permutation(len(group))
         n_out = max(1, round(HELDOUT_FRACTION * len(group))) if len(group) > 1 else 0
         heldout += [group[i] for i in order[:n_out]]

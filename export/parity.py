@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from calib.datasets import drive_samples
 from export.engine import build_engine
 from export.errors import ExportError
 from runtime.backends import Backend, BackendError, create_backend
 from runtime.bundle import PRECISION_FILES, Bundle, load_bundle
+from runtime.datasets import drive_files
 from runtime.imageio import write_json
 from runtime.inference import TilePredictor, predict_plane
 from runtime.metrics import SegmentationEvaluator
@@ -66,7 +66,7 @@ class Run:
 def drive_planes(bundle: Bundle, data_root: str | os.PathLike, count: int) -> list[Plane]:
     """The first ``count`` DRIVE test images, preprocessed as the bundle says."""
     planes = []
-    for sample in drive_samples(data_root, "test")[:count]:
+    for sample in drive_files(data_root, "test")[:count]:
         photo, truth, fov = sample.load()
         planes.append(Plane(sample.name, preprocess(photo, bundle.preprocess), truth, fov))
     return planes

@@ -13,9 +13,9 @@ from torch import nn
 
 from calib.check import CalibrationError
 from calib.cli import main
-from calib.onnxrun import ort_predictor, ort_session
 from calib.tiles import Image, TileSet, calibration_sets, quotas, sample_tiles
 from export.onnx_export import export_bundle
+from runtime.backends.ort import open_session, session_predictor
 from runtime.bundle import load_bundle
 from runtime.preprocess import PreprocessConfig, preprocess
 from runtime.synthetic import make_synthetic_fundus
@@ -95,7 +95,7 @@ def test_qdq_int8_model_is_produced_and_runs(detector_bundle: Path, synthetic_se
     assert entry["heldout_check"]["mask_agreement"] >= 0.995
     assert "/network/head/Conv" in entry["quantization"]["float_nodes"]
     load_bundle(bundle_dir).model_path("int8")  # sha256 recorded
-    probs = ort_predictor(ort_session(path))(heldout.tiles[:2])
+    probs = session_predictor(open_session(path))(heldout.tiles[:2])
     assert probs.shape == (2, 256, 256) and np.isfinite(probs).all()
 
 
@@ -132,7 +132,7 @@ def test_calibration_set_is_deterministic_real_tiles(data_root: Path) -> None:
     assert calibration.tiles.shape == (12, 1, 256, 256) and calibration.tiles.dtype == np.float32
     assert all(n > 0 for n in calibration.region_counts().values())
     assert not {o["image"] for o in calibration.origins} & {o["image"] for o in heldout.origins}
-    assert all(o["image"].startswith("drive/") and 21 <= int(o["image"][6:]) <= 40 for o in calibration.origins)
+    assert all(o["image"].startswith("drive_") and 21 <= int(o["image"][6:]) <= 40 for o in calibration.origins)
     # a tile is exactly the preprocessed training image there (cropped, never resampled)
     from runtime.imageio import read_image
 
@@ -180,23 +180,9 @@ def test_cpu_int8_keeps_narrow_layers_float_and_sigmoid_head(
     assert entry["quantization"]["target"] == "cpu" and entry["heldout_check"]["mask_agreement"] >= 0.995
     # the first encoder convolutions of a narrow U-Net stay float; the output still matches FP32
     assert any("encoders.0" in name for name in entry["quantization"]["float_nodes"])
-    fp32 = ort_predictor(ort_session(load_bundle(bundle_dir).model_path("fp32")))(heldout.tiles[:2])
-    probs = ort_predictor(ort_session(path))(heldout.tiles[:2])
+    fp32 = session_predictor(open_session(load_bundle(bundle_dir).model_path("fp32")))(heldout.tiles[:2])
+    probs = session_predictor(open_session(path))(heldout.tiles[:2])
     assert probs.shape == fp32.shape and np.isfinite(probs).all()
-
-
-def test_softmax_to_sigmoid_is_exact(detector_bundle: Path, synthetic_sets) -> None:
-    from calib.graphs import softmax_to_sigmoid
-
-    model = onnx.load(str(load_bundle(detector_bundle).model_path("fp32")))
-    assert softmax_to_sigmoid(model)
-    tiles = synthetic_sets[1].tiles[:2]
-    import onnxruntime as ort
-
-    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    before = ort_session(load_bundle(detector_bundle).model_path("fp32"))
-    a, b = (s.run(None, {"image": tiles})[0] for s in (before, after))
-    assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
 
 
 def test_tensorrt_int8_keeps_the_graph_ends_float_with_zero_points_zero(
@@ -208,7 +194,7 @@ def test_tensorrt_int8_keeps_the_graph_ends_float_with_zero_points_zero(
     fp32 = onnx.load(str(load_bundle(detector_bundle).model_path("fp32")))
     ends = tensorrt_float_nodes(fp32)
     first, *_ = (n for n in fp32.graph.node if n.op_type == "Conv")
-    assert first.name in ends and "/network/head/Conv" in ends and "/Softmax" in ends
+    assert first.name in ends and "/network/head/Conv" in ends and "/Softmax" in ends  # now a Sigmoid
     # input conv, the last decoder block (two convs), head
     assert sum(n.op_type == "Conv" for n in fp32.graph.node if n.name in ends) == 4
     calibration, heldout = synthetic_sets

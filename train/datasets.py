@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from runtime.datasets import (
+    CHASE_SUBJECTS,
+    DatasetError,
+    SampleFiles,
+    chase_files,
+    check_shapes,
+    drive_files,
+    read_checked,
+)
 from runtime.fov import fov_from_image
-from runtime.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_binary_mask, read_image
+from runtime.imageio import IMAGE_SUFFIXES, list_images
 from runtime.preprocess import PreprocessConfig, enhance, normalise
-
-
-class DatasetError(ValueError):
-    """A dataset folder that is missing, incomplete or holds unreadable files."""
 
 
 @dataclass
@@ -31,67 +35,23 @@ class Sample:
     source: Path
 
 
-def _read(path: Path, mask: bool = False) -> np.ndarray:
-    try:
-        return read_binary_mask(path) if mask else read_image(path)
-    except ImageReadError as exc:
-        raise DatasetError(str(exc)) from exc
-
-
-def _check_shapes(name: str, image: np.ndarray, *masks: np.ndarray) -> None:
-    for m in masks:
-        if m.shape != image.shape[:2]:
-            raise DatasetError(f"{name}: label/mask size {m.shape} differs from image size {image.shape[:2]}")
+def load_files(files: Sequence[SampleFiles]) -> list[Sample]:
+    """Read every listed sample of a public dataset (:mod:`runtime.datasets` knows the layouts)."""
+    samples = []
+    for f in files:
+        image, label, fov = f.load()
+        samples.append(Sample(f.name, image, label, fov, f.group, f.dataset, f.image))
+    return samples
 
 
 def load_drive(root: Path, split: str) -> list[Sample]:
     """DRIVE in its original layout: ``split`` is ``training`` (21–40) or ``test`` (01–20)."""
-    base = Path(root) / "DRIVE" / split
-    image_dir = base / "images"
-    if not image_dir.is_dir():
-        raise DatasetError(f"{image_dir}: DRIVE {split} images folder not found")
-    images = sorted(image_dir.glob(f"*_{split}.tif"))
-    if not images:
-        raise DatasetError(f"{image_dir}: no *_{split}.tif images")
-    samples = []
-    for img_path in images:
-        num = img_path.name.split("_")[0]
-        label_path = base / "1st_manual" / f"{num}_manual1.gif"
-        mask_path = base / "mask" / f"{num}_{split}_mask.gif"
-        for p in (label_path, mask_path):
-            if not p.is_file():
-                raise DatasetError(f"{p}: missing (paired with {img_path})")
-        image = _read(img_path)
-        label, fov = _read(label_path, mask=True), _read(mask_path, mask=True)
-        _check_shapes(str(img_path), image, label, fov)
-        samples.append(Sample(f"drive_{num}", image, label, fov, f"drive_{num}", "drive", img_path))
-    return samples
+    return load_files(drive_files(root, split))
 
 
-CHASE_PATTERN = re.compile(r"^Image_(\d{2})([LR])\.jpg$")
-
-
-def load_chase(root: Path, subjects: Sequence[int] = tuple(range(1, 11))) -> list[Sample]:
+def load_chase(root: Path, subjects: Sequence[int] = CHASE_SUBJECTS["training"]) -> list[Sample]:
     """CHASE_DB1 flat layout (``Image_NNX.jpg`` + ``_1stHO.png``); FOV computed from the image."""
-    base = Path(root) / "CHASEDB1"
-    if not base.is_dir():
-        raise DatasetError(f"{base}: CHASE_DB1 folder not found")
-    samples = []
-    for img_path in sorted(base.glob("Image_*.jpg")):
-        m = CHASE_PATTERN.match(img_path.name)
-        if not m or int(m.group(1)) not in subjects:
-            continue
-        label_path = img_path.with_name(img_path.stem + "_1stHO.png")
-        if not label_path.is_file():
-            raise DatasetError(f"{label_path}: missing (paired with {img_path})")
-        image = _read(img_path)
-        label = _read(label_path, mask=True)
-        _check_shapes(str(img_path), image, label)
-        name = f"chase_{m.group(1)}{m.group(2)}"
-        samples.append(Sample(name, image, label, fov_from_image(image), f"chase_{m.group(1)}", "chase", img_path))
-    if not samples:
-        raise DatasetError(f"{base}: no CHASE_DB1 images for subjects {list(subjects)}")
-    return samples
+    return load_files(chase_files(root, subjects))
 
 
 def load_folder(root: Path) -> list[Sample]:
@@ -111,11 +71,11 @@ def load_folder(root: Path) -> list[Sample]:
         raise DatasetError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
     samples = []
     for img_path in images:
-        image = _read(img_path)
-        label = _read(labels[img_path.stem], mask=True)
+        image = read_checked(img_path)
+        label = read_checked(labels[img_path.stem], mask=True)
         masks = [p for p in mask_dir.glob(img_path.stem + ".*")] if mask_dir.is_dir() else []
-        fov = _read(masks[0], mask=True) if masks else fov_from_image(image)
-        _check_shapes(str(img_path), image, label, fov)
+        fov = read_checked(masks[0], mask=True) if masks else fov_from_image(image)
+        check_shapes(str(img_path), image, label, fov)
         samples.append(Sample(img_path.stem, image, label, fov, img_path.stem, "folder", img_path))
     return samples
 
@@ -131,7 +91,7 @@ def load_datasets(names: Sequence[str], root: Path, split: str = "train") -> lis
         if name == "drive":
             samples += load_drive(root, "training" if split == "train" else "test")
         elif name == "chase":
-            samples += load_chase(root, range(1, 11) if split == "train" else range(11, 15))
+            samples += load_chase(root, CHASE_SUBJECTS["training" if split == "train" else "test"])
         elif name.startswith("folder:"):
             samples += load_folder(Path(name.split(":", 1)[1]))
         else:

@@ -1,21 +1,80 @@
-"""ONNX Runtime backend: CPU always; TensorRT / CUDA execution providers when installed."""
+"""ONNX Runtime backend: CPU always; TensorRT / CUDA execution providers when installed.
+
+:func:`open_session` and :func:`session_predictor` are the one way this project runs an ONNX file
+in ONNX Runtime: the backend below, and INT8 calibration, its report and parity checks, use them.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from runtime.backends.base import BackendError, require_precision, vessel_channel
 from runtime.bundle import Bundle, BundleError
+from runtime.inference import TilePredictor
 
 # preferred first; only those the installed onnxruntime offers are used
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+CPU_ONLY = ("CPUExecutionProvider",)
 
 
 def default_providers() -> list[str]:
     """The installed execution providers in order of preference (CPU always last)."""
     available = set(ort.get_available_providers())
     return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
+
+
+def open_session(
+    path: str | os.PathLike,
+    providers: Sequence[str] = CPU_ONLY,
+    threads: int | None = None,
+    optimized_path: str | os.PathLike | None = None,
+) -> ort.InferenceSession:
+    """An inference session on ``path``; raises :class:`BundleError` naming the file if it cannot load.
+
+    Args:
+        providers: execution providers, preferred first (default: the CPU only).
+        threads: intra-op threads (None or 0: ONNX Runtime's default, one per physical core).
+        optimized_path: also save the graph after ONNX Runtime's fusions there (to inspect it).
+    """
+    options = ort.SessionOptions()
+    # the CPU memory arena stays on: without it every run allocates its activations afresh,
+    # 10-25 % slower per tile (width-0.25 U-Net, batch 1-8). It keeps its peak, which the
+    # pipeline bounds with a small batch (full-width U-Net, batch 8, 3504x2336: 1.24 GB RSS)
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise BundleError(f"{path}: ONNX Runtime cannot load it ({exc})") from exc
+
+
+def session_predictor(session: ort.InferenceSession, vessel_index: int = 1, label: str = "model") -> TilePredictor:
+    """(n, 1, t, t) float32 tiles → (n, t, t) float32 vessel probability through ``session``.
+
+    Tiles are cast to the model's input type (FP16 files may take float16); ``label`` names the
+    model in the error raised when a run fails.
+    """
+    model_input = session.get_inputs()[0]
+    name = model_input.name
+    dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+    outputs = [o.name for o in session.get_outputs()]
+    output = "probabilities" if "probabilities" in outputs else outputs[0]
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        try:
+            (probabilities,) = session.run([output], {name: np.ascontiguousarray(tiles, dtype=dtype)})
+        except Exception as exc:
+            raise BackendError(f"{label}: inference failed ({exc})") from exc
+        return vessel_channel(probabilities, vessel_index)
+
+    return predict
 
 
 def onnx_precision_key(bundle: Bundle, precision: str, providers: list[str]) -> str:
@@ -39,18 +98,7 @@ class OrtBackend:
         self.precision = precision
         providers = default_providers()
         self.model_path = bundle.model_path(onnx_precision_key(bundle, precision, providers))
-        self.vessel_index = bundle.vessel_index
-        options = ort.SessionOptions()
-        # the arena grows in powers of two and keeps its peak: with it, a 3504x2336 image through
-        # the full-width U-Net (batch 8) peaked at 1.24 GB RSS, without it at 0.84 GB
-        options.enable_cpu_mem_arena = False
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise BundleError(f"{self.model_path}: ONNX Runtime cannot load it ({exc})") from exc
+        self.session = open_session(self.model_path, providers, threads)
         model_input = self.session.get_inputs()[0]
         channels = model_input.shape[1] if len(model_input.shape) == 4 else None
         if channels != bundle.in_channels:
@@ -58,19 +106,11 @@ class OrtBackend:
                 f"{self.model_path}: input {model_input.name} has shape {model_input.shape}, "
                 f"model.json says {bundle.in_channels} channel(s)"
             )
-        self.input_name = model_input.name
-        self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.output_name = "probabilities" if "probabilities" in outputs else outputs[0]
+        self._predict = session_predictor(self.session, bundle.vessel_index, str(self.model_path))
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
-        feed = {self.input_name: tiles.astype(self.input_dtype, copy=False)}
-        try:
-            (out,) = self.session.run([self.output_name], feed)
-        except Exception as exc:
-            raise BackendError(f"{self.model_path}: inference failed ({exc})") from exc
-        return vessel_channel(out, self.vessel_index)
+        return self._predict(tiles)

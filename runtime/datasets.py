@@ -1,0 +1,121 @@
+"""Where DRIVE and CHASE_DB1 keep their files: the one description of both layouts.
+
+Listing is cheap (paths only, each pair checked to exist); :meth:`SampleFiles.load` reads one
+sample. Training loads every sample eagerly from these lists; calibration, its report and the
+parity check read them one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.fov import fov_from_image
+from runtime.imageio import ImageReadError, read_binary_mask, read_image
+
+DATASETS = ("drive", "chase")
+SPLITS = ("training", "test")
+# CHASE_DB1 has no official split; subjects 01-10 train and 11-14 test is the common protocol
+CHASE_SUBJECTS = {"training": range(1, 11), "test": range(11, 15)}
+CHASE_PATTERN = re.compile(r"^Image_(\d{2})([LR])\.jpg$")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that is missing, incomplete or holds unreadable files."""
+
+
+def read_checked(path: Path, mask: bool = False) -> np.ndarray:
+    """A photograph (RGB) or a binary mask; unreadable files raise :class:`DatasetError`."""
+    try:
+        return read_binary_mask(path) if mask else read_image(path)
+    except ImageReadError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def check_shapes(name: str, image: np.ndarray, *masks: np.ndarray) -> None:
+    """Raise :class:`DatasetError` unless every mask has the image's height and width."""
+    for m in masks:
+        if m.shape != image.shape[:2]:
+            raise DatasetError(f"{name}: label/mask size {m.shape} differs from image size {image.shape[:2]}")
+
+
+@dataclass(frozen=True)
+class SampleFiles:
+    """One photograph's files: 1st-observer label and FOV mask (``None``: computed from the photo).
+
+    ``group`` is the unit a validation split must keep whole (a DRIVE image, a CHASE subject's two eyes).
+    """
+
+    name: str
+    dataset: str
+    group: str
+    image: Path
+    label: Path
+    mask: Path | None
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(photo RGB, truth, FOV)``, sizes checked against each other."""
+        photo = read_checked(self.image)
+        truth = read_checked(self.label, mask=True)
+        fov = read_checked(self.mask, mask=True) if self.mask is not None else fov_from_image(photo)
+        check_shapes(str(self.image), photo, truth, fov)
+        return photo, truth, fov
+
+
+def _require(path: Path, image: Path) -> Path:
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing (paired with {image})")
+    return path
+
+
+def drive_files(root: str | os.PathLike, split: str) -> list[SampleFiles]:
+    """DRIVE in its original layout under ``ROOT/DRIVE``: ``training`` (21–40) or ``test`` (01–20)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {list(SPLITS)}")
+    base = Path(root) / "DRIVE" / split
+    image_dir = base / "images"
+    if not image_dir.is_dir():
+        raise DatasetError(f"{image_dir}: DRIVE {split} images folder not found (check --data-root)")
+    files = []
+    for image in sorted(image_dir.glob(f"*_{split}.tif")):
+        number = image.name.split("_")[0]
+        label = _require(base / "1st_manual" / f"{number}_manual1.gif", image)
+        mask = _require(base / "mask" / f"{number}_{split}_mask.gif", image)
+        files.append(SampleFiles(f"drive_{number}", "drive", f"drive_{number}", image, label, mask))
+    if not files:
+        raise DatasetError(f"{image_dir}: no DRIVE {split} images (NN_{split}.tif)")
+    return files
+
+
+def chase_files(root: str | os.PathLike, subjects: Sequence[int] = CHASE_SUBJECTS["training"]) -> list[SampleFiles]:
+    """CHASE_DB1's flat layout under ``ROOT/CHASEDB1`` (``Image_NNX.jpg`` + ``_1stHO.png``); no FOV masks."""
+    base = Path(root) / "CHASEDB1"
+    if not base.is_dir():
+        raise DatasetError(f"{base}: CHASE_DB1 folder not found (check --data-root)")
+    files = []
+    for image in sorted(base.glob("Image_*.jpg")):
+        match = CHASE_PATTERN.match(image.name)
+        if not match or int(match.group(1)) not in subjects:
+            continue
+        label = _require(image.with_name(image.stem + "_1stHO.png"), image)
+        subject = match.group(1)
+        files.append(SampleFiles(f"chase_{subject}{match.group(2)}", "chase", f"chase_{subject}", image, label, None))
+    if not files:
+        raise DatasetError(f"{base}: no CHASE_DB1 images (Image_NNX.jpg) for subjects {list(subjects)}")
+    return files
+
+
+def dataset_files(root: str | os.PathLike, dataset: str, split: str) -> list[SampleFiles]:
+    """Files of ``dataset`` (``drive`` or ``chase``) and ``split`` (``training`` or ``test``)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {list(SPLITS)}")
+    if dataset == "drive":
+        return drive_files(root, split)
+    if dataset == "chase":
+        return chase_files(root, CHASE_SUBJECTS[split])
+    raise ValueError(f"unknown dataset {dataset!r}; choose from {list(DATASETS)}")
