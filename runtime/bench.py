@@ -5,8 +5,11 @@
 Each configuration runs in its own subprocess (``--worker``) so that its peak resident memory
 (``VmHWM``; ``ru_maxrss`` for the C++ binary) is its own. Images: a DRIVE-size one (DRIVE test
 01 if ``--data-root`` has it, else synthetic 584x565) and a synthetic 3504x2336 one. Times are
-whole-pipeline (read excluded: preprocess → tiles → stitch → FOV → threshold), median of
-``--repeats`` after one warm-up run; ratios are against PyTorch eager. A development tool, not a test.
+whole-pipeline (read excluded: preprocess → tiles → stitch → FOV → threshold). The machine's
+speed drifts (a shared VM: the same run varied by 30 % within minutes), so the configurations take
+turns: each of ``--rounds`` rounds runs every configuration once (a warm-up, then ``--repeats``
+timed runs per image), and a configuration's time is the median of all its timed runs. Ratios are
+against PyTorch eager. A development tool, not a test.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def configurations(bundle: Bundle, checkpoint: Path | None) -> list[dict]:
     return configs
 
 
-def _time_python(args: argparse.Namespace, images: list[Path]) -> dict[str, float]:
+def _time_python(args: argparse.Namespace, images: list[Path]) -> dict[str, list[float]]:
     from runtime.pipeline import Segmenter
 
     segmenter = Segmenter(args.model, args.backend, args.precision, args.threads, checkpoint=args.checkpoint)
@@ -112,11 +115,11 @@ def _time_python(args: argparse.Namespace, images: list[Path]) -> dict[str, floa
             start = time.perf_counter()
             segmenter.segment(image)
             runs.append(time.perf_counter() - start)
-        seconds[path.stem] = statistics.median(runs)
+        seconds[path.stem] = runs
     return seconds
 
 
-def _time_cpp(args: argparse.Namespace, images: list[Path]) -> dict[str, float]:
+def _time_cpp(args: argparse.Namespace, images: list[Path]) -> dict[str, list[float]]:
     """Whole-process seconds of the C++ binary per image (includes loading the model)."""
     seconds = {}
     with tempfile.TemporaryDirectory() as out:
@@ -128,7 +131,7 @@ def _time_cpp(args: argparse.Namespace, images: list[Path]) -> dict[str, float]:
                 start = time.perf_counter()
                 subprocess.run([*command, str(path)], check=True, capture_output=True)
                 runs.append(time.perf_counter() - start)
-            seconds[path.stem] = statistics.median(runs[1:])
+            seconds[path.stem] = runs[1:]
     return seconds
 
 
@@ -142,7 +145,7 @@ def own_peak_rss_mb() -> float:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Run one configuration and print its JSON line (seconds per image, peak RSS)."""
+    """Run one configuration and print its JSON line (timed runs per image, peak RSS)."""
     images = [Path(p) for p in args.images]
     if args.backend == "cpp":
         seconds = _time_cpp(args, images)
@@ -151,10 +154,11 @@ def worker(args: argparse.Namespace) -> None:
     else:
         seconds = _time_python(args, images)
         peak = own_peak_rss_mb()
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+    print(json.dumps({"samples": seconds, "peak_rss_mb": peak}))
 
 
 def run_configuration(config: dict, args: argparse.Namespace, images: dict[str, Path]) -> dict:
+    """One worker subprocess for ``config``: ``{"samples": {image: [s, ...]}, "peak_rss_mb"}`` or ``{"error"}``."""
     command = [sys.executable, "-m", "runtime.bench", "--worker", "--model", str(args.model)]
     command += ["--backend", config["backend"], "--precision", config["precision"], "--repeats", str(args.repeats)]
     command += ["--checkpoint", str(args.checkpoint)] if args.checkpoint else []
@@ -162,8 +166,29 @@ def run_configuration(config: dict, args: argparse.Namespace, images: dict[str, 
     command += ["--images", *map(str, images.values())]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
-        return {**config, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
-    return {**config, **json.loads(done.stdout.strip().splitlines()[-1])}
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_rounds(configs: list[dict], args: argparse.Namespace, images: dict[str, Path]) -> list[dict]:
+    """Every configuration once per round, in turn; pool each one's samples and keep its peak RSS."""
+    results = [{**config, "samples": {k: [] for k in images}, "peak_rss_mb": 0.0} for config in configs]
+    for round_index in range(args.rounds):
+        for result in results:
+            if "error" in result:
+                continue
+            print(f"round {round_index + 1}/{args.rounds}: {result['name']} ...", file=sys.stderr, flush=True)
+            run = run_configuration(result, args, images)
+            if "error" in run:
+                result["error"] = run["error"]
+                continue
+            for image, samples in run["samples"].items():
+                result["samples"][image] += samples
+            result["peak_rss_mb"] = max(result["peak_rss_mb"], run["peak_rss_mb"])
+    for result in results:
+        if "error" not in result:
+            result["seconds"] = {k: statistics.median(v) for k, v in result["samples"].items()}
+    return results
 
 
 def add_ratios(results: list[dict], tiles: dict[str, int], gflop_tile: float | None, peak: float) -> None:
@@ -215,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--checkpoint", type=Path, help="training checkpoint for the PyTorch eager baseline")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="turns every configuration takes (default 3)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per image in each turn (default 2)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
@@ -238,10 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         images = prepare_images(Path(folder), args.data_root)
         tiles = {k: len(make_grid(read_image(p).shape, bundle.tile, bundle.overlap)) for k, p in images.items()}
-        results = []
-        for config in configurations(bundle, args.checkpoint):
-            print(f"running {config['name']} ...", file=sys.stderr, flush=True)
-            results.append(run_configuration(config, args, images))
+        results = run_rounds(configurations(bundle, args.checkpoint), args, images)
     peak = max(peak, matmul_peak_gflops())  # other load on the machine lowers one measurement
     add_ratios(results, tiles, gflop_tile, peak)
     report = {
@@ -262,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             "gflop_per_tile": round(gflop_tile, 3) if gflop_tile else None,
             "gflop_per_drive_image": gflop_tile * tiles["drive_size"] if gflop_tile else None,
         },
-        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "repeats_per_round": args.repeats,
         "threads": args.threads,
         "results": results,
     }
