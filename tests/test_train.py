@@ -119,6 +119,25 @@ def test_resume_continues_exactly(tmp_path: Path, folder_data: str) -> None:
     assert list((out / "val" / "panels").glob("*.png"))
 
 
+def test_init_starts_from_a_checkpoint_and_refuses_another_architecture(
+    tmp_path: Path, folder_data: str, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--preset", "improved", "--data", folder_data, *TINY, "--epochs", "1", "--seed", "3"]
+    assert train_main([*args, "--max-steps", "1", "--out", str(tmp_path / "first")]) == 0
+    start = load_checkpoint(tmp_path / "first" / "last.pt")
+    # lr 1e-12: the fine-tuned weights stay (almost) where --init put them, far from a random start
+    assert train_main([*args, "--max-steps", "1", "--lr", "1e-12", "--init", str(tmp_path / "first" / "last.pt"),
+                       "--out", str(tmp_path / "tuned")]) == 0
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["config"]["init"].endswith("last.pt")
+    for key, value in start["model"].items():
+        if value.is_floating_point() and "running" not in key:
+            torch.testing.assert_close(tuned["model"][key], value, rtol=0, atol=1e-6, msg=key)
+    wider = [*args, "--width", "0.25", "--init", str(tmp_path / "first" / "last.pt"), "--out", str(tmp_path / "w")]
+    assert train_main(wider) == 2
+    assert "--init model" in capsys.readouterr().err
+
+
 def test_torchrun_two_cpu_processes_write_one_set_of_files(tmp_path: Path, folder_data: str) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -47,6 +47,7 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 0
     threads: int = 0
+    init: str = ""  # a checkpoint whose weights training starts from (fine-tuning); "": random
     out: str = "runs/train"
 
     def validate(self) -> None:

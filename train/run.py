@@ -81,6 +81,18 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
 
 
+def start_from(model: nn.Module, path: Path, spec: dict, preprocess: PreprocessConfig) -> None:
+    """Load the weights of checkpoint ``path`` (``--init``) into ``model``; same architecture and preprocessing."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: --init checkpoint not found")
+    ckpt = load_checkpoint(path)
+    if ckpt["model_spec"] != spec:
+        raise ConfigError(f"{path}: --init model {ckpt['model_spec']} differs from this run's {spec}")
+    if PreprocessConfig.from_dict(ckpt["preprocess"]) != preprocess:
+        raise ConfigError(f"{path}: --init checkpoint was trained with other preprocessing")
+    model.load_state_dict(ckpt["model"])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -97,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return train(cfg, resume=args.resume)
-    except DatasetError as exc:
+    except (DatasetError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -144,6 +156,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         scaler.load_state_dict(ckpt["scaler"])
         step, best, history = ckpt["step"], ckpt["best"], ckpt["history"]
         torch.set_rng_state(ckpt["torch_rng"])
+    elif cfg.init:
+        start_from(model, Path(cfg.init), spec, preprocess)
     net = DistributedDataParallel(model) if info.enabled else model
     criterion = nn.CrossEntropyLoss()
 
