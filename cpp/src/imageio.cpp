@@ -8,10 +8,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <utility>
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include "fundus/gif.h"
 
 namespace fundus {
 namespace {
@@ -45,17 +48,18 @@ Result<cv::Mat> readImage(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::vector<std::uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in.good() && !in.eof()) return readError(path, "cannot read file");
+    if (isGif(data)) {  // OpenCV 4.6 has no GIF decoder: the project's own, already RGB-ordered
+        auto decoded = decodeGif(data);
+        if (!decoded) return readError(path, decoded.status().message());
+        return std::move(*decoded);
+    }
     cv::Mat image;
     try {
         image = cv::imdecode(data, cv::IMREAD_UNCHANGED);
     } catch (const cv::Exception& e) {
         return readError(path, "not a readable image (" + e.msg + ")");
     }
-    if (image.empty()) {
-        const std::string ext = lowerExtension(path);
-        if (ext == ".gif") return readError(path, "GIF is not supported by this build's OpenCV (convert to PNG)");
-        return readError(path, "not a readable image (OpenCV could not decode it)");
-    }
+    if (image.empty()) return readError(path, "not a readable image (OpenCV could not decode it)");
     if (image.dims != 2 || image.total() == 0) return readError(path, "image has no pixels");
     if (image.channels() == 4) {
         cv::cvtColor(image, image, cv::COLOR_BGRA2RGB);
