@@ -17,7 +17,8 @@ python -m export record-metrics --bundle "$BUNDLE" --metrics "$RUN/test/metrics.
   --command-line "python -m train.evaluate --checkpoint $CKPT --data drive --split test --out $RUN/test"
 # 3. INT8 calibrated on training tiles (TensorRT and CPU flavours), and its report on DRIVE test
 python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target cpu
-python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target tensorrt --tiles 256
+# percentile: on the fine-tuned model entropy calibration gave 99.49 % held-out agreement (gate 99.5 %), percentile 99.55 %
+python -m calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target tensorrt --tiles 256 --method percentile
 python -m calib report --bundle "$BUNDLE" --data-root "$DATA_ROOT" \
   || echo "note: the INT8 report missed a target (see $BUNDLE/int8_report.json)"
 # 4. parity of every backend against PyTorch on the 20 DRIVE test images
