@@ -35,6 +35,14 @@ def blend_window(tile: int, floor: float = 0.05) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32)
 
 
+def axis_weight(length: int, tile: int, stride: int) -> np.ndarray:
+    """Sum of the 1-D blending ramps of every tile along one axis of ``length`` px."""
+    ramp, weight = blend_ramp(tile), np.zeros(length)
+    for origin in tile_origins(length, tile, stride):
+        weight[origin : origin + tile] += ramp
+    return weight
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """The tiling of one image: its size, the padded size and every tile's top-left corner."""
@@ -100,15 +108,10 @@ class Stitcher:
 
     def __init__(self, grid: TileGrid) -> None:
         self.grid = grid
-        ramp = blend_ramp(grid.tile)
-        self.window = np.outer(ramp, ramp).astype(np.float32)
+        self.window = blend_window(grid.tile)
         ph, pw = grid.padded_shape
-        weight_y, weight_x = np.zeros(ph), np.zeros(pw)
-        for y in tile_origins(ph, grid.tile, grid.stride):
-            weight_y[y : y + grid.tile] += ramp
-        for x in tile_origins(pw, grid.tile, grid.stride):
-            weight_x[x : x + grid.tile] += ramp
-        self._weight_y, self._weight_x = weight_y[: grid.height], weight_x[: grid.width]
+        self._weight_y = axis_weight(ph, grid.tile, grid.stride)[: grid.height]
+        self._weight_x = axis_weight(pw, grid.tile, grid.stride)[: grid.width]
         # float64 sums: with many overlapping tiles float32 drifts by more than 1e-6 relative
         self._sum = np.zeros((ph, pw), dtype=np.float64)
         self._added = 0
