@@ -10,10 +10,12 @@ import numpy as np
 
 from runtime.datasets import (
     CHASE_SUBJECTS,
+    DATASETS,
     DatasetError,
     SampleFiles,
     chase_files,
     check_shapes,
+    dataset_files,
     drive_files,
     read_checked,
 )
@@ -88,10 +90,8 @@ def load_datasets(names: Sequence[str], root: Path, split: str = "train") -> lis
     """
     samples: list[Sample] = []
     for name in names:
-        if name == "drive":
-            samples += load_drive(root, "training" if split == "train" else "test")
-        elif name == "chase":
-            samples += load_chase(root, CHASE_SUBJECTS["training" if split == "train" else "test"])
+        if name in DATASETS:
+            samples += load_files(dataset_files(root, name, "training" if split == "train" else "test"))
         elif name.startswith("folder:"):
             samples += load_folder(Path(name.split(":", 1)[1]))
         else:
