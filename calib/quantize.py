@@ -5,15 +5,15 @@ the scales from the graph), per-channel symmetric INT8 weights, symmetric INT8 a
 (TensorRT supports only zero-point 0), entropy calibration. The graph's two ends stay float
 (:func:`calib.graphs.tensorrt_float_nodes`; TensorRT runs them in FP16/FP32): the first conv,
 whose 8-bit input symmetric INT8 would halve, and the head with the conv + LeakyReLU feeding it
-and the Softmax (the two logits' *difference* decides the mask at p = 0.5, so INT8 steps there
-flip pixels along every vessel edge). Head + Softmax alone float gave 98.5 % held-out mask
+and the output activation (the two logits' *difference* decides the mask at p = 0.5, so INT8 steps
+there flip pixels along every vessel edge). Head + Softmax alone float gave 98.5 % held-out mask
 agreement on the shipped model; the ends float, 99.6 % (gate 99.5 %).
 
 ``target="cpu"`` writes a second file tuned for ONNX Runtime's CPU kernels instead
 (``model.int8cpu.onnx``): asymmetric UINT8 activations (MLAS's fast path is U8S8; S8S8 on AVX2 ran
 slower than FP32), 7-bit per-channel weights (``reduce_range``: AVX2 without VNNI multiplies u8·s8
-pairs into saturating int16), the narrow full-resolution convolutions kept FP32 and the 2-class
-Softmax rewritten as an exact Sigmoid (:mod:`calib.graphs`). TensorRT cannot take that file
+pairs into saturating int16) and the narrow full-resolution convolutions kept FP32; both files
+inherit the FP32 graph's exact Sigmoid head (:mod:`export.graph_rewrites`). TensorRT cannot take that file
 (zero points ≠ 0), hence two files.
 """
 
@@ -28,7 +28,6 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from calib.graphs import narrow_nodes, tensorrt_float_nodes
-from export.graph_rewrites import softmax_to_sigmoid
 from runtime.imageio import write_bytes
 
 METHODS = {
@@ -123,14 +122,12 @@ def quantize_int8(
         activation_type, symmetric, reduce_range = QuantType.QInt8, True, False
     else:
         excluded += [name for name in narrow_nodes(graph) if name not in excluded]
-        rewritten = softmax_to_sigmoid(graph)  # keeps node names, so ``excluded`` still holds
         settings = {
             "target": target,
             "format": "QDQ",
             "activations": "QUInt8 asymmetric",
             "weights": "QInt8 symmetric per-channel, reduce_range (7-bit)",
             "float_nodes": excluded,
-            "graph_rewrites": [f"{name}: Softmax(2 classes) -> Sigmoid of logit differences" for name in rewritten],
         }
         activation_type, symmetric, reduce_range = QuantType.QUInt8, False, True
     with tempfile.TemporaryDirectory() as tmp:

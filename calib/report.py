@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.graph_rewrites import softmax_to_sigmoid
 from runtime.backends.ort import open_session, session_predictor
 from runtime.bundle import load_bundle
 from runtime.datasets import drive_files
@@ -56,8 +55,6 @@ def int8_report(
     """Score FP32 and INT8 on DRIVE test (FOV, pooled), compare masks and time both; write the report.
 
     ``precision``: ``int8`` (TensorRT file) or ``int8_cpu``; default ``int8_cpu`` when present.
-    When the INT8 file had float-graph rewrites (Softmax → Sigmoid), FP32 with the same rewrite is
-    timed too, so the speed-up from quantization alone is on record.
     """
     bundle = load_bundle(bundle_dir)
     threads = threads or os.cpu_count() or 1
@@ -85,15 +82,7 @@ def int8_report(
     deltas = {k: 100.0 * (scores["int8"][k] - scores["fp32"][k]) for k in ("miou", "f1", "auc")}
     t = bundle.tile
     bench_tiles = np.repeat(first_plane[None, None, :t, :t], 8, axis=0).astype(np.float32)
-    timed = dict(predicts)
-    with tempfile.TemporaryDirectory() as tmp:
-        if files[precision].get("quantization", {}).get("graph_rewrites"):
-            same_graph = onnx.load(str(paths["fp32"]))
-            softmax_to_sigmoid(same_graph)
-            sigmoid_path = Path(tmp) / "fp32_sigmoid.onnx"
-            onnx.save(same_graph, str(sigmoid_path))
-            timed["fp32_sigmoid"] = session_predictor(open_session(sigmoid_path, threads=threads), bundle.vessel_index)
-        seconds = time_per_tile(timed, bench_tiles)
+    seconds = time_per_tile(predicts, bench_tiles)
     speedup = seconds["fp32"] / seconds["int8"]
     report = {
         "precision": precision,
@@ -108,11 +97,6 @@ def int8_report(
             "batch": len(bench_tiles),
             "seconds_per_tile": seconds,
             "speedup_int8_vs_fp32": speedup,
-            **(
-                {"speedup_int8_vs_fp32_sigmoid_head": seconds["fp32_sigmoid"] / seconds["int8"]}
-                if "fp32_sigmoid" in seconds
-                else {}
-            ),
             "int8_optimized_ops": optimized_ops(paths["int8"], threads),
         },
         "targets": TARGETS,

@@ -1,4 +1,4 @@
-"""Value-preserving ONNX graph rewrites applied at export (and reused by ``calib``).
+"""Value-preserving ONNX graph rewrites applied at export.
 
 The 2-class Softmax over axis 1 cost ~13 % of the FP32 run in ONNX Runtime CPU (it transposes the
 channel axis to the last one and back, outside the NCHWc layout the convolutions run in); the
