@@ -22,7 +22,7 @@ def narrow_nodes(model: onnx.ModelProto, min_channels: int = MIN_INT8_CHANNELS) 
 
     A Conv/ConvTranspose with < ``min_channels`` outputs stays float; so does every other op whose
     data input comes from a float node (its LeakyReLU, the MaxPool after it) or whose consumers are
-    all float (the Concat before the last decoder), so no Q→DQ pair sits between two float ops.
+    all float (what feeds only the narrow last decoder), so no Q→DQ pair sits between two float ops.
     """
     inits = {t.name: t for t in model.graph.initializer}
     producers = {out: node for node in model.graph.node for out in node.output}
@@ -48,6 +48,19 @@ def narrow_nodes(model: onnx.ModelProto, min_channels: int = MIN_INT8_CHANNELS) 
     return [node.name for node in model.graph.node if node.name in keep]
 
 
+def split_conv_parts(add: onnx.NodeProto, producers: dict[str, onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """The convolutions summed by ``add`` and by the Adds feeding it (a split ``Conv(Concat)``), and those Adds."""
+    found, pending = [], list(add.input)
+    while pending:
+        node = producers.get(pending.pop())
+        if node is not None and node.op_type == "Add":
+            found.append(node)
+            pending.extend(node.input)
+        elif node is not None and node.op_type == "Conv":
+            found.append(node)
+    return found if any(node.op_type == "Conv" for node in found) else []
+
+
 def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 3) -> list[str]:
     """Nodes the TensorRT INT8 file keeps float (TensorRT runs them in FP16/FP32): the graph's ends.
 
@@ -69,6 +82,11 @@ def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 3) -> list[st
         node, convs = producers.get(output.name), 0
         while node is not None and convs < tail_convs:
             keep.add(node.name)
+            if node.op_type == "Add":  # a decoder's Conv(Concat) split by export: its parts are one conv
+                parts = split_conv_parts(node, producers)
+                keep.update(part.name for part in parts)
+                convs += bool(parts)
+                break
             convs += node.op_type in CONVS
             if node.op_type == "Concat" or not node.input:
                 break

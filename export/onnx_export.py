@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from export.errors import ExportError
-from export.graph_rewrites import softmax_to_sigmoid
+from export.graph_rewrites import softmax_to_sigmoid, split_concat_conv
 from export.metadata import INPUT_NAME, OUTPUT_NAME, bundle_meta
 from runtime.bundle import PRECISION_FILES, Bundle
 from runtime.imageio import write_bytes
@@ -42,8 +42,8 @@ class ProbabilityModel(nn.Module):
 def torch_to_onnx(model: nn.Module, tile: int, *, dynamic_batch: bool, opset: int = OPSET) -> onnx.ModelProto:
     """Trace ``model`` (in eval mode, so BatchNorm is folded into the convolutions) to ONNX.
 
-    The graph ends in the Softmax as traced; :func:`export_bundle` then rewrites a 2-class head
-    into the exact, faster Sigmoid form (:mod:`export.graph_rewrites`) and checks it against PyTorch.
+    The graph is as traced; :func:`export_bundle` then applies the exact rewrites of
+    :func:`rewrite_for_runtime` and checks the result against PyTorch.
 
     Input ``image`` (N, 1, tile, tile), output ``probabilities`` (N, C, tile, tile); N is
     symbolic (``batch``) when ``dynamic_batch`` else fixed to 1.
@@ -69,6 +69,16 @@ def torch_to_onnx(model: nn.Module, tile: int, *, dynamic_batch: bool, opset: in
             dynamo=False,
         )
     return onnx.load_from_string(buffer.getvalue())
+
+
+def rewrite_for_runtime(graph: onnx.ModelProto) -> list[str]:
+    """Apply :mod:`export.graph_rewrites` in place (same outputs, faster in ONNX Runtime CPU).
+
+    Returns one line per rewrite, recorded in ``model.json`` as the file's ``graph_rewrites``.
+    """
+    lines = [f"{name}: Softmax(2 classes) -> Sigmoid of logit differences" for name in softmax_to_sigmoid(graph)]
+    lines += [f"{name}: Conv(Concat(a, b)) -> Conv(a) + Conv(b)" for name in split_concat_conv(graph)]
+    return lines
 
 
 def simplify(graph: onnx.ModelProto) -> onnx.ModelProto:
@@ -135,7 +145,7 @@ def export_bundle(
     for precision, dynamic in variants:
         path = root / PRECISION_FILES[precision]
         graph = torch_to_onnx(model, tile, dynamic_batch=dynamic)
-        rewrites = [f"{name}: Softmax(2 classes) -> Sigmoid of logit differences" for name in softmax_to_sigmoid(graph)]
+        rewrites = rewrite_for_runtime(graph)
         graph = simplify(graph)
         if not dynamic:
             assert_static(graph, path)

@@ -195,8 +195,10 @@ def test_tensorrt_int8_keeps_the_graph_ends_float_with_zero_points_zero(
     ends = tensorrt_float_nodes(fp32)
     first, *_ = (n for n in fp32.graph.node if n.op_type == "Conv")
     assert first.name in ends and "/network/head/Conv" in ends and "/Softmax" in ends  # now a Sigmoid
-    # input conv, the last decoder block (two convs), head
-    assert sum(n.op_type == "Conv" for n in fp32.graph.node if n.name in ends) == 4
+    # input conv, the last decoder block (two convs, the first one split in two parts by export), head
+    assert sum(n.op_type == "Conv" for n in fp32.graph.node if n.name in ends) == 5
+    (last_join,) = [n for n in fp32.graph.node if n.op_type == "Add" and "decoders.3" in n.name]
+    assert last_join.name in ends  # the split conv's sum stays float with both its parts
     calibration, heldout = synthetic_sets
     bundle_dir = copy_bundle(detector_bundle, tmp_path / "b")
     path = add_int8(bundle_dir, calibration, heldout)  # TensorRT target, its default method

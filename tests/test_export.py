@@ -100,6 +100,61 @@ def test_export_rewrites_the_softmax_head_into_an_exact_sigmoid(bundle_dir: Path
     assert before.shape == after.shape and np.abs(before - after).max() < 1e-6
 
 
+def test_export_splits_each_decoder_concat_into_two_convolutions(bundle_dir: Path) -> None:
+    entry = load_bundle(bundle_dir).meta["files"]["fp32"]
+    assert "Concat" not in entry["ops"] and entry["ops"]["Add"] == 4  # one per decoder level
+    assert sum("Conv(Concat(a, b))" in line for line in entry["graph_rewrites"]) == 4
+
+
+def _conv_graph(concat_users: int, group: int) -> onnx.ModelProto:
+    """x (2 ch), y (3 ch) and z (1 ch) concatenated into a 3x3 conv with 4 outputs, then LeakyReLU.
+
+    ``concat_users=2`` also makes the concatenation a graph output; ``group=2`` a grouped conv.
+    """
+    helper, rng = onnx.helper, np.random.default_rng(5)
+    inputs = [
+        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["n", channels, 16, 16])
+        for name, channels in (("x", 2), ("y", 3), ("z", 1))
+    ]
+    weight = rng.standard_normal((4, 6 // group, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(weight, "w"), onnx.numpy_helper.from_array(bias, "b")]
+    nodes = [
+        helper.make_node("Concat", ["x", "y", "z"], ["cat"], name="concat", axis=1),
+        helper.make_node(
+            "Conv", ["cat", "w", "b"], ["conv"], name="conv", kernel_shape=[3, 3], pads=[1] * 4, group=group
+        ),
+        helper.make_node("LeakyRelu", ["conv"], ["out"], name="act", alpha=0.1),
+    ]
+    outputs = [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["n", 4, 16, 16])]
+    if concat_users == 2:
+        outputs.append(helper.make_tensor_value_info("cat", onnx.TensorProto.FLOAT, ["n", 6, 16, 16]))
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(("concat_users", "group", "rewritten"), [(1, 1, True), (2, 1, False), (1, 2, False)])
+def test_split_concat_conv_is_exact_and_leaves_other_graphs_alone(
+    concat_users: int, group: int, rewritten: bool
+) -> None:
+    from export.graph_rewrites import split_concat_conv
+
+    original = _conv_graph(concat_users, group)
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
+    assert split_concat_conv(model) == (["conv"] if rewritten else [])
+    onnx.checker.check_model(model, full_check=True)
+    ops = op_counts(model)
+    assert (ops.get("Concat", 0), ops.get("Add", 0), ops["Conv"]) == ((0, 2, 3) if rewritten else (1, 0, 1))
+    rng = np.random.default_rng(6)
+    feeds = {name: rng.standard_normal((2, c, 16, 16)).astype(np.float32) for name, c in (("x", 2), ("y", 3), ("z", 1))}
+    before, after = (
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["out"], feeds)[0]
+        for m in (original, model)
+    )
+    assert np.abs(before - after).max() < 1e-5
+
+
 def test_parity_passes_for_every_exported_precision(bundle_dir: Path, tiny_checkpoint: Path) -> None:
     assert main(["parity", "--bundle", str(bundle_dir), "--checkpoint", str(tiny_checkpoint)]) == 0
     report = json.loads((bundle_dir / "parity.json").read_text())
