@@ -1,13 +1,20 @@
 """GIF inputs and masks in the C++ ``fundus-infer``, read by the project's decoder (``cpp/src/gif.cpp``).
 
 OpenCV 4.6 has no GIF decoder; the Python runtime reads GIFs with Pillow. The GIFs are made here,
-by Pillow or by the small writer below (for what Pillow does not write: a local colour table, a
-frame smaller than the logical screen, LZW code sizes 2..8, a full code table without a clear).
-Each is checked two ways:
+by Pillow or by the small writer below (for what Pillow does not write: a local colour table, no
+colour table, a frame smaller than the logical screen, LZW code sizes 1..8, a full code table
+without a clear). Each is checked two ways:
 
 - decoding is pixel-exact: the C++ outputs of the GIF equal those of the same pixels saved as a PNG
-  (Pillow's ``convert("RGB")``), the overlay included (it is drawn on the photograph);
-- the outputs match the Python runtime's on the same GIF, with ``test_cpp_binary``'s tolerances.
+  (``runtime.imageio.read_image``: Pillow's ``convert("RGB")``, or one gray channel for Pillow's
+  mode "L"), the overlay included (it is drawn on the photograph);
+- the outputs match the Python runtime's on the same GIF, with ``test_cpp_binary``'s tolerances,
+  and so do the summaries, ``channels`` included: a GIF whose colour table is i -> (i,i,i), or that
+  has none, is gray (one channel) in both runtimes; any other table, gray or not, gives RGB.
+
+LZW code size 1 (2-colour images from some encoders) is read as Pillow reads it: clear code 2,
+end code 3, and codes that stay 2 bits wide, since Pillow widens them when it defines the code
+2^width - 1 and the first free code, 4, is already past 3. Only literal codes can be used then.
 
 Pillow's first frame, which the decoder matches: pixels outside the frame take the colour of the
 frame's transparent index if it has one, else of index 0 (the background index is not used), and
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -31,6 +39,8 @@ from runtime.imageio import ImageReadError, read_image, write_image
 from runtime.synthetic import make_synthetic_fundus
 
 HEIGHT, WIDTH = 96, 120
+GRAY_LEVELS = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)  # i -> (i,i,i): Pillow's mode "L"
+BLACK_WHITE = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
 
 # -- a small GIF writer ------------------------------------------------------------------------
 
@@ -72,6 +82,15 @@ def lzw(indices: bytes, code_size: int, clear_when_full: bool = True) -> bytes:
     return bytes(out) + (bytes([bits]) if nbits else b"")
 
 
+def two_bit_codes(indices: bytes) -> bytes:
+    """LZW code size 1 as Pillow reads it: a clear code (2), one literal code per index, the end
+    code (3); all 2 bits wide, packed LSB first."""
+    packed = 0
+    for i, code in enumerate([2, *indices, 3]):
+        packed |= code << 2 * i
+    return packed.to_bytes((2 * (len(indices) + 2) + 7) // 8, "little")
+
+
 def colour_table(colours: np.ndarray) -> tuple[int, bytes]:
     """(size field, bytes) of a colour table padded with black to a power of two >= 2 entries."""
     bits = max(1, int(np.ceil(np.log2(len(colours)))))
@@ -81,7 +100,7 @@ def colour_table(colours: np.ndarray) -> tuple[int, bytes]:
 
 def make_gif(
     indices: np.ndarray,
-    colours: np.ndarray,
+    colours: np.ndarray | None,
     *,
     code_size: int = 8,
     local: bool = False,
@@ -91,14 +110,21 @@ def make_gif(
     offset: tuple[int, int] = (0, 0),
     background: int = 0,
     clear_when_full: bool = True,
+    data: bytes | None = None,
 ) -> bytes:
-    """One-frame GIF89a. ``local``: the colours are a local table, the global one is a decoy (inverted)."""
+    """One-frame GIF89a. ``local``: the colours are a local table, the global one is a decoy (inverted).
+    ``colours`` None: no colour table at all. ``data``: the LZW data to write (default: encoded here;
+    for code size 1 as Pillow reads it, ``two_bit_codes``)."""
     height, width = indices.shape
     screen_w, screen_h = screen or (width, height)
-    size_field, table = colour_table(colours)
-    _, decoy = colour_table(255 - np.asarray(colours, np.uint8))
-    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", screen_w, screen_h, 0x80 | size_field, background, 0))
-    out += decoy if local else table
+    global_flags = 0
+    if colours is not None:
+        size_field, table = colour_table(colours)
+        _, decoy = colour_table(255 - np.asarray(colours, np.uint8))
+        global_flags = 0x80 | size_field
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", screen_w, screen_h, global_flags, background, 0))
+    if colours is not None:
+        out += decoy if local else table
     out += b"!\xfe\x07comment\x00"  # extensions to skip: a comment, an application block
     out += b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
     if transparent is not None:
@@ -108,7 +134,9 @@ def make_gif(
     rows = indices
     if interlace:
         rows = indices[[*range(0, height, 8), *range(4, height, 8), *range(2, height, 4), *range(1, height, 2)]]
-    data = lzw(rows.astype(np.uint8).tobytes(), code_size, clear_when_full)
+    if data is None:
+        raw = rows.astype(np.uint8).tobytes()
+        data = two_bit_codes(raw) if code_size == 1 else lzw(raw, code_size, clear_when_full)
     out += bytes([code_size])
     for start in range(0, len(data), 255):  # sub-blocks of at most 255 bytes
         out += bytes([len(data[start : start + 255])]) + data[start : start + 255]
@@ -121,6 +149,12 @@ def quantised_fundus(
     """A synthetic photograph as (indices, palette) with at most ``colours`` colours."""
     image = Image.fromarray(make_synthetic_fundus(height, width, seed=seed).image_rgb).quantize(colours)
     return np.asarray(image), np.asarray(image.getpalette(), np.uint8).reshape(-1, 3)[:colours]
+
+
+def dithered_fundus(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic photograph in 2 colours, black and white, dithered (Pillow's mode "1")."""
+    bilevel = Image.fromarray(make_synthetic_fundus(HEIGHT, WIDTH, seed=seed).image_rgb).convert("1")
+    return np.asarray(bilevel).astype(np.uint8), BLACK_WHITE
 
 
 def pillow_rgb(path: Path) -> np.ndarray:
@@ -152,6 +186,10 @@ def small_frame(path: Path, transparent: int | None = None) -> tuple[np.ndarray,
     return indices, colours
 
 
+def gray_fundus(seed: int) -> np.ndarray:
+    return cv2.cvtColor(make_synthetic_fundus(HEIGHT, WIDTH, seed=seed).image_rgb, cv2.COLOR_RGB2GRAY)
+
+
 def transparent_background(path: Path) -> None:
     """The transparent index is the commonest one (the dark surround): Pillow keeps its colour."""
     indices, colours = quantised_fundus(256, seed=7)
@@ -170,6 +208,10 @@ GIFS = {
     "transparent": transparent_background,
     "small_frame": small_frame,
     "small_frame_transparent": lambda p: small_frame(p, transparent=3),
+    "codes1": lambda p: p.write_bytes(make_gif(*dithered_fundus(seed=12), code_size=1)),
+    "gray_levels": lambda p: p.write_bytes(make_gif(gray_fundus(13), GRAY_LEVELS, interlace=True)),
+    "gray_no_table": lambda p: p.write_bytes(make_gif(gray_fundus(14), None, code_size=8)),
+    "gray_pillow": lambda p: Image.fromarray(gray_fundus(15)).save(p, optimize=False),
 }
 
 
@@ -198,7 +240,7 @@ def test_gif_decoded_exactly_and_parity(cpp_binary: Path, tiny_bundle: Path, tmp
     gif = tmp_path / f"{name}.gif"
     GIFS[name](gif)
     twin = tmp_path / f"{name}_png.png"  # the same pixels, through OpenCV's PNG decoder
-    write_image(twin, pillow_rgb(gif))
+    write_image(twin, read_image(gif))
     cpp_out, py_out = tmp_path / "cpp", tmp_path / "py"
     common = ["--model", tiny_bundle, "--threshold", median_threshold(tiny_bundle, gif), "--quiet"]
     result = run_cpp(cpp_binary, gif, twin, "-o", cpp_out, "--save", "prob,mask,overlay", *common)
@@ -219,19 +261,74 @@ def test_gif_decoded_exactly_and_parity(cpp_binary: Path, tiny_bundle: Path, tmp
         assert cpp_entry[key] == py_entry[key], key
 
 
+def gif_writer(indices: np.ndarray, colours: np.ndarray | None, **options) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(make_gif(indices, colours, **options))
+
+
+def pillow_saved(image: np.ndarray, **options) -> Callable[[Path], None]:
+    return lambda path: Image.fromarray(image).save(path, **options)
+
+
+GRAY, BILEVEL = gray_fundus(16), dithered_fundus(seed=16)[0]
+# name: (writer, channels of runtime.imageio.read_image's array)
+CHANNEL_CASES = {
+    # Pillow's mode "L" (a table of i -> (i,i,i), or none): one channel
+    "gray_levels": (gif_writer(GRAY, GRAY_LEVELS), 1),
+    "gray_levels_4": (gif_writer(GRAY // 64, GRAY_LEVELS[:4], code_size=2), 1),
+    "gray_levels_2_code_size_1": (gif_writer(BILEVEL, GRAY_LEVELS[:2], code_size=1), 1),
+    "gray_levels_transparent": (gif_writer(GRAY, GRAY_LEVELS, transparent=200), 1),
+    "no_table": (gif_writer(GRAY, None), 1),
+    "gray_levels_local_over_reversed_global": (gif_writer(GRAY, GRAY_LEVELS, local=True), 1),
+    "pillow_bilevel": (pillow_saved(BILEVEL.astype(bool)), 1),
+    "pillow_gray": (pillow_saved(GRAY, optimize=False), 1),
+    # Pillow's mode "P", gray or not: RGB
+    "black_white": (gif_writer(BILEVEL, BLACK_WHITE, code_size=1), 3),
+    "reversed_local_over_gray_levels_global": (gif_writer(GRAY, 255 - GRAY_LEVELS, local=True), 3),
+    "pillow_gray_optimised": (pillow_saved(GRAY), 3),
+    "colour": (gif_writer(*quantised_fundus(16, seed=16), code_size=4), 3),
+}
+
+
+def test_gif_channels_match_python(cpp_binary: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    """summary.json's ``channels`` (and size) of the C++ and Python ``fundus-infer`` agree on GIFs
+    with gray palettes: gray (1) for Pillow's mode "L", RGB (3) for any other table."""
+    folder = tmp_path / "gifs"
+    folder.mkdir()
+    for name, (write, channels) in CHANNEL_CASES.items():
+        write(folder / f"{name}.gif")
+        assert (read_image(folder / f"{name}.gif").ndim == 2) == (channels == 1), name
+    cpp_out, py_out = tmp_path / "cpp", tmp_path / "py"
+    common = ["--model", tiny_bundle, "--save", "mask", "--quiet"]
+    result = run_cpp(cpp_binary, folder, "-o", cpp_out, *common)
+    assert result.returncode == 0, result.stderr
+    assert run_py(folder, "-o", py_out, "--backend", "ort", *common) == 0
+
+    def entries(out: Path) -> dict[str, dict]:
+        return {Path(e["file"]).stem: e for e in json.loads((out / "summary.json").read_text())["images"]}
+
+    cpp_entries, py_entries = entries(cpp_out), entries(py_out)
+    assert sorted(cpp_entries) == sorted(py_entries) == sorted(CHANNEL_CASES)
+    for name, (_, channels) in CHANNEL_CASES.items():
+        for key in ("channels", "width", "height", "bit_depth"):
+            assert cpp_entries[name][key] == py_entries[name][key], (name, key)
+        assert cpp_entries[name]["channels"] == channels, name
+
+
 # -- GIF masks with --fov ----------------------------------------------------------------------
 
 
-def test_one_bit_gif_mask_as_fov(cpp_binary: Path, tiny_bundle: Path, tmp_path: Path) -> None:
-    """A 2-colour GIF (code size 2) holding the left 60 % of the photograph's FOV."""
+@pytest.mark.parametrize("code_size", [2, 1])
+def test_one_bit_gif_mask_as_fov(cpp_binary: Path, tiny_bundle: Path, tmp_path: Path, code_size: int) -> None:
+    """A 2-colour GIF holding the left 60 % of the photograph's FOV; LZW code size 2, or 1 (2-bit
+    literal codes only, as Pillow reads it)."""
     synthetic = make_synthetic_fundus(HEIGHT, WIDTH, seed=8)
     photo = tmp_path / "photo.png"
     write_image(photo, synthetic.image_rgb)
     fov = synthetic.fov.copy()
     fov[:, int(WIDTH * 0.6) :] = False
     mask = tmp_path / "fov.gif"
-    mask.write_bytes(make_gif(fov.astype(np.uint8), np.array([[0, 0, 0], [255, 255, 255]]), code_size=2))
-    assert len(mask.read_bytes()) < 1000
+    mask.write_bytes(make_gif(fov.astype(np.uint8), BLACK_WHITE, code_size=code_size))
+    assert len(mask.read_bytes()) < (1000 if code_size == 2 else HEIGHT * WIDTH // 4 + 200)  # compressed, or not
     stats = assert_parity(cpp_binary, tiny_bundle, photo, tmp_path, extra=("--fov", mask))
     np.testing.assert_array_equal(np.load(tmp_path / "dump" / "photo_fov.npy") > 0, fov)
     cpp_mask = cv2.imread(str(tmp_path / "cpp" / "photo_mask.png"), cv2.IMREAD_UNCHANGED)
@@ -268,6 +365,13 @@ def bad_code(path: Path) -> None:
     path.write_bytes(data[: frame + 10] + b"\x02\x01" + bytes([4 | 7 << 3]) + b"\x00;")
 
 
+def codes1_widening(path: Path) -> None:
+    """Code size 1 with LZW's usual widening (3-bit codes once code 4 is defined): read with 2-bit
+    codes, as Pillow reads it, the data meets the end code long before the last pixel."""
+    indices, colours = dithered_fundus(seed=17)
+    path.write_bytes(make_gif(indices, colours, code_size=1, data=lzw(indices.tobytes(), 1)))
+
+
 BAD_GIFS = {
     "truncated": (truncated, "truncated GIF (image data ends after "),
     # bytes 0..255 after the signature: the first "!" (33) opens an extension whose sub-blocks run past the end
@@ -278,6 +382,7 @@ BAD_GIFS = {
     ),
     "empty_frame": (empty_frame, "GIF image frame is empty (0x0)"),
     "bad_code": (bad_code, "bad LZW code 7"),
+    "codes1_widening": (codes1_widening, "truncated GIF (image data ends after "),
 }
 
 

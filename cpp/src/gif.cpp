@@ -47,11 +47,18 @@ Status readColourTable(Reader& in, std::uint8_t flags, std::vector<std::uint8_t>
     return Status::ok();
 }
 
-// Index -> RGB as Pillow maps it: no table, or a table of i -> (i,i,i), means gray levels for all
-// 256 indices; otherwise indices past the table are black.
+// A table of i -> (i,i,i), or none: Pillow then reads the frame as gray levels (mode "L").
+bool isGrayLevels(const std::vector<std::uint8_t>& table) {
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        if (std::size_t(table[i]) != i / 3) return false;
+    }
+    return true;
+}
+
+// Index -> RGB as Pillow maps it: gray levels for all 256 indices when isGrayLevels(table);
+// otherwise indices past the table are black.
 Palette makePalette(const std::vector<std::uint8_t>& table) {
-    bool grayLevels = true;
-    for (std::size_t i = 0; i < table.size() && grayLevels; ++i) grayLevels = std::size_t(table[i]) == i / 3;
+    const bool grayLevels = isGrayLevels(table);
     Palette palette{};
     for (std::size_t i = 0; i < palette.size(); ++i) {
         if (grayLevels) {
@@ -146,7 +153,9 @@ struct LzwTable {
 
 // GIF LZW -> `count` colour indices: clear and end codes, the code width growing when the next
 // code needs another bit, no new codes once all 4096 exist (a "deferred clear"). Codes after the
-// last pixel are ignored, as Pillow does.
+// last pixel are ignored, as Pillow does. Code size 1 (clear 2, end 3) also follows Pillow: the
+// width grows when the code 2^width - 1 is defined, and the first free code, 4, is past 3, so the
+// codes stay 2 bits wide (only literals, clear and end fit).
 Result<std::vector<std::uint8_t>> decodeLzw(const std::vector<std::uint8_t>& data, int minCodeSize,
                                             std::size_t count) {
     const int clear = 1 << minCodeSize;
@@ -199,6 +208,23 @@ std::vector<int> rowOrder(int height, bool interlaced) {
     return rows;
 }
 
+// A decoded frame's indices, in stored row order, and where it lies on the logical screen.
+struct Frame {
+    const std::vector<std::uint8_t>& indices;
+    std::vector<int> rows;  // image row of each stored row
+    int left, top, width;
+};
+
+// Writes the frame into `image` (of Pixel elements), each index through `colour`.
+template <typename Pixel, typename Colour>
+void paintFrame(cv::Mat& image, const Frame& frame, Colour colour) {
+    for (std::size_t i = 0; i < frame.rows.size(); ++i) {
+        const std::uint8_t* source = frame.indices.data() + i * std::size_t(frame.width);
+        Pixel* target = image.ptr<Pixel>(frame.top + frame.rows[i]) + frame.left;
+        for (int x = 0; x < frame.width; ++x) target[x] = colour(source[x]);
+    }
+}
+
 // After ',': image descriptor, local colour table, LZW data -> the frame on the logical screen.
 Result<cv::Mat> decodeFrame(Reader& in, int screenWidth, int screenHeight, const std::vector<std::uint8_t>& global,
                             int transparent) {
@@ -215,18 +241,20 @@ Result<cv::Mat> decodeFrame(Reader& in, int screenWidth, int screenHeight, const
     }
     if (!in.has(1)) return gifError("truncated GIF (image data)");
     const int minCodeSize = in.u8();
-    if (minCodeSize < 2 || minCodeSize > 8) return gifError("bad LZW code size " + std::to_string(minCodeSize));
+    if (minCodeSize < 1 || minCodeSize > 8) return gifError("bad LZW code size " + std::to_string(minCodeSize));
     auto indices = decodeLzw(readImageData(in), minCodeSize, std::size_t(width) * std::size_t(height));
     if (!indices) return indices.status();
 
-    const Palette palette = makePalette((flags & 0x80) ? local : global);
+    const std::vector<std::uint8_t>& table = (flags & 0x80) ? local : global;
+    const Palette palette = makePalette(table);
     const cv::Vec3b fill = palette[transparent >= 0 ? transparent : 0];  // what Pillow puts outside the frame
-    cv::Mat image(canvasHeight, canvasWidth, CV_8UC3, cv::Scalar(fill[0], fill[1], fill[2]));
-    const std::vector<int> rows = rowOrder(height, (flags & 0x40) != 0);
-    for (int i = 0; i < height; ++i) {
-        const std::uint8_t* source = indices->data() + std::size_t(i) * std::size_t(width);
-        cv::Vec3b* target = image.ptr<cv::Vec3b>(top + rows[i]) + left;
-        for (int x = 0; x < width; ++x) target[x] = palette[source[x]];
+    const bool gray = isGrayLevels(table);  // one channel, as runtime/imageio.read_image gives it
+    cv::Mat image(canvasHeight, canvasWidth, gray ? CV_8UC1 : CV_8UC3, cv::Scalar(fill[0], fill[1], fill[2]));
+    const Frame frame{*indices, rowOrder(height, (flags & 0x40) != 0), left, top, width};
+    if (gray) {
+        paintFrame<std::uint8_t>(image, frame, [](std::uint8_t index) { return index; });
+    } else {
+        paintFrame<cv::Vec3b>(image, frame, [&palette](std::uint8_t index) { return palette[index]; });
     }
     return image;
 }
