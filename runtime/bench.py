@@ -5,7 +5,7 @@
 Each configuration runs in its own subprocess (``--worker``) so that its peak resident memory
 (``VmHWM``; ``ru_maxrss`` for the C++ binary) is its own. Images: a DRIVE-size one (DRIVE test
 01 if ``--data-root`` has it, else synthetic 584x565) and a synthetic 3504x2336 one. Times are
-whole-pipeline (read excluded: preprocess → tiles → stitch → FOV → threshold). The machine's
+whole-pipeline (read excluded: preprocess → FOV → tiles → stitch → threshold). The machine's
 speed drifts (a shared VM: the same run varied by 30 % within minutes), so the configurations take
 turns: each of ``--rounds`` rounds runs every configuration once (a warm-up, then ``--repeats``
 timed runs per image), and a configuration's time is the median of all its timed runs. Ratios are
@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+from runtime.fov import fov_from_image
 from runtime.imageio import read_image, write_image, write_json
 from runtime.synthetic import make_synthetic_fundus
-from runtime.tiling import make_grid
+from runtime.tiling import make_grid, tiles_touching
 
 REPO = Path(__file__).resolve().parent.parent
 CPP_BINARY = REPO / "build" / "fundus-infer"
@@ -228,7 +229,8 @@ def markdown(report: dict) -> str:
     gflop = f"{m['gflop_per_drive_image']:.1f}" if m["gflop_per_drive_image"] else "n/a"
     rows.append(
         f"\nModel: {m['gflop_per_tile'] or 'n/a'} GFLOP per {m['tile']}² tile, {gflop} GFLOP per DRIVE-size image "
-        f"({m['tiles']['drive_size']} tiles), {m['tiles']['big']} tiles per 3504x2336 image. "
+        f"({m['tiles']['drive_size']} tiles), {m['tiles']['big']} of the {m['grid_tiles']['big']} tiles of the "
+        "3504x2336 image run (the others hold no FOV pixel). "
         f"numpy float32 matmul peak: {report['machine']['matmul_peak_gflops']:.1f} GFLOP/s."
     )
     return "\n".join(rows)
@@ -263,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     gflop_tile = tile_gflop(bundle)
     with tempfile.TemporaryDirectory() as folder:
         images = prepare_images(Path(folder), args.data_root)
-        tiles = {k: len(make_grid(read_image(p).shape, bundle.tile, bundle.overlap)) for k, p in images.items()}
+        tiles, grid_tiles = {}, {}
+        for key, path in images.items():
+            image = read_image(path)
+            grid = make_grid(image.shape, bundle.tile, bundle.overlap)
+            tiles[key], grid_tiles[key] = len(tiles_touching(grid, fov_from_image(image))), len(grid)
         results = run_rounds(configurations(bundle, args.checkpoint), args, images)
     peak = max(peak, matmul_peak_gflops())  # other load on the machine lowers one measurement
     add_ratios(results, tiles, gflop_tile, peak)
@@ -281,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             "name": bundle.meta.get("name"),
             "architecture": bundle.meta.get("architecture"),
             "tile": bundle.tile,
-            "tiles": tiles,
+            "tiles": tiles,  # run per image: those holding an FOV pixel
+            "grid_tiles": grid_tiles,
             "gflop_per_tile": round(gflop_tile, 3) if gflop_tile else None,
             "gflop_per_drive_image": gflop_tile * tiles["drive_size"] if gflop_tile else None,
         },

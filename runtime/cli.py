@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, metavar="BUNDLE_DIR", help="model bundle folder")
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    parser.add_argument("--fov", default="auto", metavar="auto|none|MASK_FILE", help="field-of-view mask")
+    parser.add_argument(
+        "--fov",
+        default="auto",
+        metavar="auto|none|MASK_FILE",
+        help="field-of-view mask; tiles holding no FOV pixel are not run (probability 0 there)",
+    )
     parser.add_argument("--threshold", type=float, help="vessel if probability >= T (default: model.json)")
     parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="tiles per model call")

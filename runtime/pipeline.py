@@ -22,7 +22,7 @@ FovSpec = str | np.ndarray | None
 class Result:
     """Segmentation of one image; every map has the input's height and width."""
 
-    probability: np.ndarray  # float32 vessel probability (not masked)
+    probability: np.ndarray  # float32 vessel probability, not masked (0 in tiles holding no FOV pixel)
     mask: np.ndarray  # bool, probability >= threshold inside the FOV
     fov: np.ndarray  # bool
     vessel_fraction: float  # vessel pixels / FOV pixels
@@ -54,6 +54,9 @@ class Segmenter:
         batch: tiles per backend call; memory holds one batch plus two stitching planes.
         threshold: vessel if probability >= threshold (default: ``model.json``).
         checkpoint: training checkpoint for the ``torch`` backend.
+        skip_outside_fov: do not run tiles that hold no FOV pixel (their probability is 0; the
+            mask and every pixel inside the FOV are unchanged). A 3504x2336 photograph with
+            the usual dark side bands runs ~40 % fewer tiles.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Segmenter:
         batch: int = DEFAULT_BATCH,
         threshold: float | None = None,
         checkpoint: str | os.PathLike | None = None,
+        skip_outside_fov: bool = True,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
@@ -72,17 +76,18 @@ class Segmenter:
         self.backend: Backend = create_backend(backend, self.bundle, precision, threads, checkpoint)
         self.batch = batch
         self.threshold = self.bundle.threshold if threshold is None else float(threshold)
+        self.skip_outside_fov = skip_outside_fov
 
     def segment(self, image: np.ndarray, fov: FovSpec = "auto") -> Result:
         """Segment an RGB(A) or gray photograph of any size and bit depth."""
         start = time.perf_counter()
         plane = preprocess(image, self.bundle.preprocess)
+        fov_mask = resolve_fov(image, fov)
         prepared = time.perf_counter()
-        bundle = self.bundle
-        probability = predict_plane(plane, self.backend.predict, bundle.tile, bundle.overlap, self.batch)
+        bundle, region = self.bundle, fov_mask if self.skip_outside_fov else None
+        probability = predict_plane(plane, self.backend.predict, bundle.tile, bundle.overlap, self.batch, region)
         del plane
         inferred = time.perf_counter()
-        fov_mask = resolve_fov(image, fov)
         mask = (probability >= self.threshold) & fov_mask
         inside = int(fov_mask.sum())
         fraction = float(mask.sum()) / inside if inside else 0.0

@@ -85,12 +85,21 @@ def pad_to_grid(plane: np.ndarray, grid: TileGrid) -> np.ndarray:
     return np.pad(plane, widths, mode=mode)
 
 
+def tiles_touching(grid: TileGrid, region: np.ndarray) -> list[tuple[int, int]]:
+    """Origins of the grid's tiles that hold at least one True pixel of ``region`` (H, W bool)."""
+    t = grid.tile
+    return [(y, x) for y, x in grid.origins if region[y : y + t, x : x + t].any()]
+
+
 def iter_tile_batches(
-    plane: np.ndarray, grid: TileGrid, batch: int
+    plane: np.ndarray, grid: TileGrid, batch: int, origins: list[tuple[int, int]] | None = None
 ) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
-    """Yield ``(origins, tiles)`` with tiles shaped (n, tile, tile), at most ``batch`` at a time."""
+    """Yield ``(origins, tiles)`` with tiles shaped (n, tile, tile), at most ``batch`` at a time.
+
+    ``origins``: only these tiles of the grid (default: all).
+    """
     padded = pad_to_grid(plane, grid)
-    origins = grid.origins
+    origins = grid.origins if origins is None else origins
     t = grid.tile
     for start in range(0, len(origins), batch):
         chunk = origins[start : start + batch]
@@ -101,9 +110,10 @@ def iter_tile_batches(
 class Stitcher:
     """Accumulates tile predictions with blending weights; ``result()`` is the weighted mean.
 
-    Every tile of the grid must be added once. The tiles sit on a product grid and the window is
-    separable, so the weight plane is the outer product of two 1-D sums, made up front (the
-    stitching cost is then one multiply-add per tile pixel).
+    Every tile of the grid must be added once, or skipped (:meth:`skip`: its prediction is taken
+    as 0, and it costs nothing). The tiles sit on a product grid and the window is separable, so
+    the weight plane is the outer product of two 1-D sums, made up front (the stitching cost is
+    then one multiply-add per tile pixel).
     """
 
     def __init__(self, grid: TileGrid) -> None:
@@ -122,6 +132,10 @@ class Stitcher:
         for (y, x), pred in zip(origins, predictions, strict=True):
             self._sum[y : y + t, x : x + t] += pred * self.window
         self._added += len(origins)
+
+    def skip(self, count: int) -> None:
+        """Count ``count`` tiles as added with prediction 0 (tiles not worth running)."""
+        self._added += count
 
     def result(self) -> np.ndarray:
         """The stitched (H, W) float32 map, cropped back to the image size."""

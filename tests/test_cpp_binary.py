@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 
 from runtime import cli
+from runtime.bundle import load_bundle
 from runtime.fov import fov_from_image
 from runtime.imageio import read_image, write_image
 from runtime.preprocess import PreprocessConfig, preprocess
 from runtime.synthetic import make_synthetic_fundus
+from runtime.tiling import make_grid, tiles_touching
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO / "build"
@@ -81,7 +83,7 @@ def synthetic_image(path: Path, height: int, width: int, seed: int = 0, kind: st
 def python_probability(bundle: Path, image: Path, backend: str) -> np.ndarray:
     from runtime.pipeline import Segmenter
 
-    return Segmenter(bundle, backend=backend).segment(read_image(image), "none").probability
+    return Segmenter(bundle, backend=backend).segment(read_image(image), "auto").probability
 
 
 def compare_outputs(cpp_out: Path, py_out: Path, stem: str) -> dict[str, float]:
@@ -173,6 +175,26 @@ def test_parity_with_python_runtime(built, tmp_path: Path, height: int, width: i
     binary, bundle = built
     image = synthetic_image(tmp_path / f"synthetic_{kind}.png", height, width, seed=height + width, kind=kind)
     assert_parity(binary, bundle, image, tmp_path)
+
+
+def test_tiles_outside_the_fov_are_skipped_alike(built, tmp_path: Path) -> None:
+    """A photograph with wide dark side bands (like 3504x2336 ones): both runtimes skip the same tiles."""
+    binary, bundle = built
+    rgb = np.zeros((300, 900, 3), np.uint8)
+    rgb[:, 300:600] = make_synthetic_fundus(300, 300, seed=9).image_rgb
+    image = tmp_path / "banded.png"
+    write_image(image, rgb)
+    assert_parity(binary, bundle, image, tmp_path)
+    tiling = load_bundle(bundle)
+    grid = make_grid(rgb.shape, tiling.tile, tiling.overlap)
+    run = tiles_touching(grid, fov_from_image(rgb))
+    covered = np.zeros(rgb.shape[:2], bool)  # pixels of the tiles run
+    for y, x in run:
+        covered[y : y + grid.tile, x : x + grid.tile] = True
+    assert 0 < len(run) < len(grid) and not covered.all()
+    for folder in ("cpp", "py_ort"):
+        prob = cv2.imread(str(tmp_path / folder / "banded_prob.png"), cv2.IMREAD_UNCHANGED)
+        assert not prob[~covered].any() and prob[covered].any(), folder  # the other tiles were not run
 
 
 def test_parity_with_python_opencv_backend(built, tmp_path: Path) -> None:

@@ -88,3 +88,25 @@ def test_big_image_stays_in_bounded_memory(tiny_bundle: Path) -> None:
     report = json.loads(out.stdout)
     assert report["shape"] == [2336, 3504]
     assert report["peak_mb"] < 1000, report
+
+
+def test_tiles_outside_the_fov_are_skipped_without_changing_the_mask(tiny_bundle: Path) -> None:
+    image = np.zeros((300, 900, 3), np.uint8)  # a photograph with wide dark side bands, like 3504x2336 ones
+    image[:, 300:600] = small_fundus(300, 300, seed=4)
+    calls = {True: 0, False: 0}
+    results = {}
+    for skip in (True, False):
+        segmenter = Segmenter(tiny_bundle, backend="ort", skip_outside_fov=skip)
+        predict = segmenter.backend.predict
+
+        def counting(tiles: np.ndarray, predict=predict, skip=skip) -> np.ndarray:
+            calls[skip] += len(tiles)
+            return predict(tiles)
+
+        segmenter.backend.predict = counting
+        results[skip] = segmenter.segment(image)
+    assert 0 < calls[True] < calls[False]
+    fov = results[True].fov
+    assert fov.any() and not fov[:, :250].any()
+    np.testing.assert_array_equal(results[True].mask, results[False].mask)
+    np.testing.assert_array_equal(results[True].probability[fov], results[False].probability[fov])

@@ -60,3 +60,35 @@ def test_stitcher_refuses_a_plane_with_tiles_missing() -> None:
     stitcher.add(grid.origins[:-1], tiles[:-1])
     with pytest.raises(ValueError, match="tiles"):
         stitcher.result()
+
+
+@settings(max_examples=40, deadline=None)
+@given(image_and_tiling(), st.data())
+def test_tiles_outside_the_region_are_not_run_and_change_no_pixel_inside(
+    case: tuple[np.ndarray, int, int], data: st.DataObject
+) -> None:
+    from runtime.inference import predict_plane
+    from runtime.tiling import tiles_touching
+
+    plane, tile, overlap = case
+    height, width = plane.shape
+    region = np.zeros_like(plane, dtype=bool)
+    top, left = data.draw(st.integers(0, height - 1)), data.draw(st.integers(0, width - 1))
+    region[top : top + data.draw(st.integers(1, height)), left : left + data.draw(st.integers(1, width))] = True
+    calls: list[int] = []
+
+    def echo(tiles: np.ndarray) -> np.ndarray:  # the model input back: stitching then rebuilds the plane
+        calls.append(len(tiles))
+        return tiles[:, 0]
+
+    everything = predict_plane(plane, echo, tile, overlap, batch=3)
+    run_all = sum(calls)
+    calls.clear()
+    inside = predict_plane(plane, echo, tile, overlap, batch=3, region=region)
+    grid = make_grid(plane.shape, tile, overlap)
+    assert sum(calls) == len(tiles_touching(grid, region)) <= run_all == len(grid)
+    np.testing.assert_array_equal(inside[region], everything[region])
+    covered = np.zeros_like(region)  # pixels some run tile covers; the rest are 0
+    for y, x in tiles_touching(grid, region):
+        covered[y : y + tile, x : x + tile] = True
+    assert not inside[~covered].any()

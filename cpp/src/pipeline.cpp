@@ -10,11 +10,19 @@
 
 namespace fundus {
 
-Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch) {
+Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch,
+                             const cv::Mat& region) {
     const TileGrid grid = makeGrid(plane.rows, plane.cols, tile, overlap);
     const cv::Mat padded = padToGrid(plane, grid);
     Stitcher stitcher(grid);
-    const std::vector<cv::Point> origins = grid.origins();
+    std::vector<cv::Point> origins;  // the tiles to run
+    for (const cv::Point& origin : grid.origins()) {
+        if (region.empty() || tileTouches(grid, origin, region)) {
+            origins.push_back(origin);
+        } else {
+            stitcher.skip(origin);
+        }
+    }
     const std::size_t kBatch = std::size_t(std::max(1, batch));  // one batch of tiles in memory at a time
     std::vector<cv::Mat> tiles, predictions;
     for (std::size_t start = 0; start < origins.size(); start += kBatch) {
@@ -42,12 +50,6 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
     auto input = preprocess(imageRgb, bundle.preprocess);
     if (!input) return input.status();
     seg.input = *input;
-    const auto prepared = Clock::now();
-    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap, batch);
-    if (!probability) return probability.status();
-    seg.probability = *probability;
-    const auto inferred = Clock::now();
-
     if (fov.mode == "none") {
         seg.fov = cv::Mat(imageRgb.size(), CV_8UC1, cv::Scalar(1));
     } else if (fov.mode == "file") {
@@ -63,6 +65,13 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
         if (!computed) return computed.status();
         seg.fov = *computed;
     }
+
+    const auto prepared = Clock::now();
+    // tiles holding no FOV pixel are not run (their probability is 0), as runtime.pipeline
+    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap, batch, seg.fov);
+    if (!probability) return probability.status();
+    seg.probability = *probability;
+    const auto inferred = Clock::now();
 
     seg.mask = cv::Mat::zeros(imageRgb.size(), CV_8UC1);
     const float t = float(threshold);

@@ -50,6 +50,11 @@ cv::Mat padToGrid(const cv::Mat& plane, const TileGrid& grid) {
     return out;
 }
 
+bool tileTouches(const TileGrid& grid, cv::Point origin, const cv::Mat& region) {
+    const cv::Rect inside = cv::Rect(origin, cv::Size(grid.tile, grid.tile)) & cv::Rect(0, 0, region.cols, region.rows);
+    return !inside.empty() && cv::countNonZero(region(inside)) > 0;
+}
+
 Stitcher::Stitcher(const TileGrid& grid)
     : grid_(grid),
       window_(blendWindow(grid.tile)),
@@ -68,6 +73,11 @@ void Stitcher::add(cv::Point origin, const cv::Mat& prediction) {
             weight[x] += win[x];
         }
     }
+}
+
+void Stitcher::skip(cv::Point origin) {
+    const cv::Rect rect(origin, cv::Size(grid_.tile, grid_.tile));
+    weight_(rect) += window_;  // the blend weights stay those of the whole grid, as runtime/tiling.py
 }
 
 cv::Mat Stitcher::result() const {

@@ -14,14 +14,14 @@ namespace fundus {
 struct Segmentation {
     cv::Mat imageRgb;     // the photograph as read (RGB order or gray, original depth)
     cv::Mat input;        // CV_32F preprocessed plane (model input before tiling)
-    cv::Mat probability;  // CV_32F vessel probability, input size
+    cv::Mat probability;  // CV_32F vessel probability, input size (0 in tiles holding no FOV pixel)
     cv::Mat fov;          // CV_8U 0/1
     cv::Mat mask;         // CV_8U 0/255: probability >= threshold inside the FOV
     double vesselFraction = 0.0;
     int fovPixels = 0;
-    double preprocessSeconds = 0.0;   // timings as runtime.pipeline: preprocess,
+    double preprocessSeconds = 0.0;   // timings as runtime.pipeline: preprocess + FOV,
     double inferenceSeconds = 0.0;    // tiles + backend + stitch,
-    double postprocessSeconds = 0.0;  // FOV + threshold
+    double postprocessSeconds = 0.0;  // threshold
 };
 
 struct FovSetting {
@@ -30,7 +30,10 @@ struct FovSetting {
 };
 
 // Vessel probability of a preprocessed plane: tiles (reflect-padded), backend, blended stitch.
-Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch = 4);
+// With a `region` (CV_8U, plane size; e.g. the FOV), tiles holding none of it are not run and
+// count as probability 0: every pixel of the region keeps the value it has with all tiles run.
+Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch = 4,
+                             const cv::Mat& region = cv::Mat());
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
                                   const FovSetting& fov, double threshold, int batch = 4);
 

@@ -24,6 +24,8 @@ struct TileGrid {
 };
 
 TileGrid makeGrid(int height, int width, int tile, int overlap);
+// Whether the tile at `origin` holds at least one non-zero pixel of `region` (CV_8U, image size).
+bool tileTouches(const TileGrid& grid, cv::Point origin, const cv::Mat& region);
 // Bottom/right padding up to the grid's padded size: numpy 'reflect' (BORDER_REFLECT_101) when
 // both pads are smaller than the image, else 'symmetric' (BORDER_REFLECT).
 cv::Mat padToGrid(const cv::Mat& plane, const TileGrid& grid);
@@ -32,6 +34,7 @@ class Stitcher {
 public:
     explicit Stitcher(const TileGrid& grid);
     void add(cv::Point origin, const cv::Mat& prediction);  // tile x tile CV_32F
+    void skip(cv::Point origin);                            // a tile not run: prediction 0, weight kept
     cv::Mat result() const;                                 // height x width CV_32F weighted mean
 
 private:
