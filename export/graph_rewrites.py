@@ -9,7 +9,7 @@ U-Net, ORT 1.32, batch 4 of 256² tiles, 2 AVX2 cores:
 * :func:`split_concat_conv`: each decoder's ``Conv(Concat(up, skip))`` ran as ConvTranspose output
   and skip reordered to NCHW, a Concat, and the concatenation reordered back (~12 % of the run).
   ``Conv(W, Concat(a, b)) = Conv(W_a, a) + Conv(W_b, b)``, and ORT fuses the Add into the second
-  conv (NCHWc "Sum" input): 7-10 % less time per tile, interleaved A/B, same FLOPs.
+  conv (NCHWc "Sum" input): 4-10 % less time per tile, interleaved A/B, same FLOPs.
 """
 
 from __future__ import annotations
@@ -95,11 +95,14 @@ def split_concat_conv(model: onnx.ModelProto) -> list[str]:
     producers = {out: node for node in graph.node for out in node.output}
     users = use_counts(graph)
     channels = _channel_counts(model)
-    replaced: dict[int, list[onnx.NodeProto]] = {}  # id(conv) -> its replacement nodes
-    dropped: set[int] = set()  # id(concat)
-    for conv in graph.node:
+    positions = {node.output[0]: index for index, node in enumerate(graph.node) if node.output}
+    replaced: dict[int, list[onnx.NodeProto]] = {}  # position of a Conv -> its replacement nodes
+    dropped: set[int] = set()  # positions of the Concats they read
+    for position, conv in enumerate(graph.node):
         concat = producers.get(conv.input[0]) if conv.op_type == "Conv" and conv.input else None
         if concat is None or concat.op_type != "Concat" or node_attr(concat, "axis", 0) not in (1, -3):
+            continue
+        if len(concat.input) < 2:
             continue
         if users.get(concat.output[0]) != 1 or node_attr(conv, "group", 1) != 1 or conv.input[1] not in inits:
             continue
@@ -127,20 +130,27 @@ def split_concat_conv(model: onnx.ModelProto) -> list[str]:
             out = conv.output[0] if index == len(parts) - 1 else f"{conv.output[0]}_sum{index}"
             nodes.append(onnx.helper.make_node("Add", [total, part.output[0]], [out], name=f"{conv.name}_add{index}"))
             total = out
-        replaced[id(conv)] = nodes
-        dropped.add(id(concat))
+        replaced[position] = nodes
+        dropped.add(positions[concat.output[0]])
     if not replaced:
         return []
-    names = [node.name for node in graph.node if id(node) in replaced]
+    names = [graph.node[position].name for position in sorted(replaced)]
+    stale = {graph.node[position].input[1] for position in replaced}
+    # copies: the messages of a repeated field are not to be used after it is cleared
     new_nodes = []
-    for node in graph.node:
-        if id(node) in dropped:
-            continue
-        new_nodes.extend(replaced.get(id(node), [node]))
-    stale = {node.input[1] for node in graph.node if id(node) in replaced}
+    for position, node in enumerate(graph.node):
+        if position not in dropped:
+            new_nodes.extend(replaced.get(position) or [_copy(node)])
+    kept = [_copy(t) for t in graph.initializer if t.name not in stale]
     del graph.node[:]
     graph.node.extend(new_nodes)
-    kept = [t for t in graph.initializer if t.name not in stale]
     del graph.initializer[:]
     graph.initializer.extend(kept)
     return names
+
+
+def _copy(message: onnx.NodeProto | onnx.TensorProto) -> onnx.NodeProto | onnx.TensorProto:
+    """A detached copy of a protobuf message."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
