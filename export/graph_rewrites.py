@@ -92,14 +92,14 @@ def split_concat_conv(model: onnx.ModelProto) -> list[str]:
     """
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
+    producer_at = {out: index for index, node in enumerate(graph.node) for out in node.output}
     users = use_counts(graph)
     channels = _channel_counts(model)
-    positions = {node.output[0]: index for index, node in enumerate(graph.node) if node.output}
     replaced: dict[int, list[onnx.NodeProto]] = {}  # position of a Conv -> its replacement nodes
     dropped: set[int] = set()  # positions of the Concats they read
     for position, conv in enumerate(graph.node):
-        concat = producers.get(conv.input[0]) if conv.op_type == "Conv" and conv.input else None
+        concat_at = producer_at.get(conv.input[0]) if conv.op_type == "Conv" and conv.input else None
+        concat = graph.node[concat_at] if concat_at is not None else None
         if concat is None or concat.op_type != "Concat" or node_attr(concat, "axis", 0) not in (1, -3):
             continue
         if len(concat.input) < 2:
@@ -131,7 +131,7 @@ def split_concat_conv(model: onnx.ModelProto) -> list[str]:
             nodes.append(onnx.helper.make_node("Add", [total, part.output[0]], [out], name=f"{conv.name}_add{index}"))
             total = out
         replaced[position] = nodes
-        dropped.add(positions[concat.output[0]])
+        dropped.add(concat_at)
     if not replaced:
         return []
     names = [graph.node[position].name for position in sorted(replaced)]
