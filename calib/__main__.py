@@ -1,7 +1,7 @@
-"""``python -m calib``."""
+"""``python -m fundus_vessels.calib``."""
 
 import sys
 
-from calib.cli import main
+from fundus_vessels.calib.cli import main
 
 sys.exit(main())

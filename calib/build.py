@@ -6,12 +6,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from calib.check import DEFAULT_GATE, Gate, accuracy_gate
-from calib.quantize import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION, quantize_int8
-from calib.tiles import TileSet
-from runtime.backends.ort import open_session, session_predictor
-from runtime.bundle import load_bundle
-from runtime.imageio import write_bytes
+from fundus_vessels.calib.check import DEFAULT_GATE, Gate, accuracy_gate
+from fundus_vessels.calib.quantize import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION, quantize_int8
+from fundus_vessels.calib.tiles import TileSet
+from fundus_vessels.runtime.backends.ort import open_session, session_predictor
+from fundus_vessels.runtime.bundle import load_bundle
+from fundus_vessels.runtime.imageio import write_bytes
 
 
 def add_int8(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from runtime.inference import TilePredictor
+from fundus_vessels.runtime.inference import TilePredictor
 
 
 class CalibrationError(RuntimeError):

@@ -1,4 +1,7 @@
-"""``python -m calib``: build ``model.int8.onnx`` from real tiles; ``python -m calib report``: measure it."""
+"""``fundus-calib`` (``python -m fundus_vessels.calib``): build ``model.int8.onnx`` from real tiles.
+
+``fundus-calib report`` measures it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,17 @@ import json
 import sys
 from pathlib import Path
 
-from calib.check import CalibrationError
-from calib.quantize import DEFAULT_METHODS, METHODS, TARGET_PRECISION, TARGETS
-from runtime.bundle import BundleError, load_bundle
-from runtime.datasets import DATASETS
+from fundus_vessels.calib.check import CalibrationError
+from fundus_vessels.calib.quantize import DEFAULT_METHODS, METHODS, TARGET_PRECISION, TARGETS
+from fundus_vessels.runtime.bundle import BundleError, load_bundle
+from fundus_vessels.runtime.datasets import DATASETS
+from fundus_vessels.runtime.extras import run_with_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m calib", description="Calibrate and add model.int8.onnx.")
+    parser = argparse.ArgumentParser(
+        prog="python -m fundus_vessels.calib", description="Calibrate and add model.int8.onnx."
+    )
     parser.add_argument("--bundle", required=True, type=Path)
     parser.add_argument("--data", default="drive", help="comma list of " + ", ".join(DATASETS))
     parser.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/ and CHASEDB1/")
@@ -36,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m calib report", description="INT8 vs FP32 on DRIVE test.")
+    parser = argparse.ArgumentParser(
+        prog="python -m fundus_vessels.calib report", description="INT8 vs FP32 on DRIVE test."
+    )
     parser.add_argument("--bundle", required=True, type=Path)
     parser.add_argument("--data-root", required=True, type=Path)
     parser.add_argument("--images", type=int, default=20)
@@ -51,8 +59,8 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from calib.build import add_int8
-    from calib.tiles import calibration_sets
+    from fundus_vessels.calib.build import add_int8
+    from fundus_vessels.calib.tiles import calibration_sets
 
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     bundle = load_bundle(args.bundle)
@@ -80,7 +88,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from calib.report import REPORT_JSON, int8_report
+    from fundus_vessels.calib.report import REPORT_JSON, int8_report
 
     report = int8_report(args.bundle, args.data_root, args.images, args.threads, args.precision)
     print(json.dumps({k: report[k] for k in ("scores", "delta_points", "mask_agreement", "meets_targets")}, indent=1))
@@ -93,11 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     is_report = bool(argv) and argv[0] == "report"
     args = (report_parser() if is_report else build_parser()).parse_args(argv[1:] if is_report else argv)
-    try:
-        return run_report(args) if is_report else run_build(args)
-    except (CalibrationError, BundleError, FileNotFoundError, ValueError) as exc:
-        print(f"calib: {exc}", file=sys.stderr)
-        return 2
+
+    def run() -> int:
+        try:
+            return run_report(args) if is_report else run_build(args)
+        except (CalibrationError, BundleError, FileNotFoundError, ValueError) as exc:
+            print(f"calib: {exc}", file=sys.stderr)
+            return 2
+
+    return run_with_extra("fundus-calib", "calib", run)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ Softmax → Sigmoid head rewrite lives in :mod:`export.graph_rewrites` (export a
 from __future__ import annotations
 
 import onnx
-
-from export.graph_rewrites import node_attr
+from fundus_vessels.calib.onnx_graph import node_attr
+from fundus_vessels.calib.onnx_graph import producers as graph_producers
 
 # INT8 convolutions with fewer output channels than this lose to FP32 on ORT CPU
 MIN_INT8_CHANNELS = 16
@@ -25,7 +25,7 @@ def narrow_nodes(model: onnx.ModelProto, min_channels: int = MIN_INT8_CHANNELS) 
     all float (what feeds only the narrow last decoder), so no Q→DQ pair sits between two float ops.
     """
     inits = {t.name: t for t in model.graph.initializer}
-    producers = {out: node for node in model.graph.node for out in node.output}
+    producers = graph_producers(model.graph)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -76,7 +76,7 @@ def tensorrt_float_nodes(model: onnx.ModelProto, tail_convs: int = 3) -> list[st
     block float (``tail_convs=3``) passes at both (99.66 % / 99.54 %), so that margin ships.
     """
     graph_inputs = {i.name for i in model.graph.input}
-    producers = {out: node for node in model.graph.node for out in node.output}
+    producers = graph_producers(model.graph)
     keep = {n.name for n in model.graph.node if n.op_type in CONVS and n.input and n.input[0] in graph_inputs}
     for output in model.graph.output:
         node, convs = producers.get(output.name), 0

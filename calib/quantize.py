@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from fundus_vessels.calib.graphs import narrow_nodes, tensorrt_float_nodes
+from fundus_vessels.calib.onnx_graph import producers as graph_producers
+from fundus_vessels.runtime.imageio import write_bytes
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-from calib.graphs import narrow_nodes, tensorrt_float_nodes
-from runtime.imageio import write_bytes
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -73,7 +73,7 @@ class TileReader(CalibrationDataReader):
 
 def float_nodes(graph: onnx.ModelProto) -> list[str]:
     """Names of the nodes kept in FP32: the Softmax and the Conv that feeds it."""
-    producers = {out: node for node in graph.graph.node for out in node.output}
+    producers = graph_producers(graph.graph)
     keep = []
     for node in graph.graph.node:
         if node.op_type == "Softmax":

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
-from runtime.backends.ort import open_session, session_predictor
-from runtime.bundle import load_bundle
-from runtime.datasets import drive_files
-from runtime.imageio import write_json
-from runtime.inference import TilePredictor, predict_plane
-from runtime.metrics import SegmentationEvaluator
-from runtime.preprocess import preprocess
+from fundus_vessels.runtime.backends.ort import open_session, session_predictor
+from fundus_vessels.runtime.bundle import load_bundle
+from fundus_vessels.runtime.datasets import drive_files
+from fundus_vessels.runtime.imageio import write_json
+from fundus_vessels.runtime.inference import TilePredictor, predict_plane
+from fundus_vessels.runtime.metrics import SegmentationEvaluator
+from fundus_vessels.runtime.preprocess import preprocess
 
 REPORT_JSON = "int8_report.json"
 TARGETS = {"max_delta_points": 0.5, "min_agreement": 0.995, "min_speedup": 1.8}

@@ -12,10 +12,9 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from runtime.datasets import dataset_files
-from runtime.preprocess import PreprocessConfig, preprocess
-from runtime.tiling import make_grid, pad_to_grid
+from fundus_vessels.runtime.datasets import dataset_files
+from fundus_vessels.runtime.preprocess import PreprocessConfig, preprocess
+from fundus_vessels.runtime.tiling import make_grid, pad_to_grid
 
 # share of the set drawn from each class; a class without candidates passes its share on
 REGION_SHARES = {"interior": 0.5, "border": 0.3, "background": 0.2}

@@ -1,7 +1,7 @@
-"""``python -m export``: the ``fundus-export`` command."""
+"""``python -m fundus_vessels.export``: the ``fundus-export`` command."""
 
 import sys
 
-from export.cli import main
+from fundus_vessels.export.cli import main
 
 sys.exit(main())

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.errors import ExportError
-from runtime.bundle import BundleError
+from fundus_vessels.export.errors import ExportError
+from fundus_vessels.runtime.bundle import BundleError
+from fundus_vessels.runtime.extras import run_with_extra
 
 
 def cmd_onnx(args: argparse.Namespace) -> int:
-    from export.onnx_export import export_bundle
+    from fundus_vessels.export.onnx_export import export_bundle
 
     root = export_bundle(args.checkpoint, args.out, static=not args.no_static, name=args.name)
     print(f"wrote {root}/model.json, model.onnx" + ("" if args.no_static else ", model.static.onnx"))
@@ -19,14 +20,14 @@ def cmd_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_fp16(args: argparse.Namespace) -> int:
-    from export.fp16 import add_fp16
+    from fundus_vessels.export.fp16 import add_fp16
 
     print(f"wrote {add_fp16(args.bundle)}")
     return 0
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from export.engine import build_engine
+    from fundus_vessels.export.engine import build_engine
 
     path = build_engine(args.bundle, args.precision, args.max_batch, args.workspace, force=args.force)
     print(f"engine {path}")
@@ -34,7 +35,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from export.parity import PARITY_JSON, format_table, run_parity
+    from fundus_vessels.export.parity import PARITY_JSON, format_table, run_parity
 
     report = run_parity(args.bundle, args.checkpoint, args.data_root, args.images, args.batch)
     print(format_table(report))
@@ -45,7 +46,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 def cmd_record_metrics(args: argparse.Namespace) -> int:
     import json
 
-    from runtime.bundle import load_bundle
+    from fundus_vessels.runtime.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     metrics = json.loads(Path(args.metrics).read_text())
@@ -95,7 +96,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("record-metrics", help="copy a train.evaluate metrics.json into model.json")
     p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--metrics", required=True, type=Path, help="metrics.json written by python -m train.evaluate")
+    p.add_argument(
+        "--metrics", required=True, type=Path, help="metrics.json written by python -m fundus_vessels.train.evaluate"
+    )
     p.add_argument("--name", required=True, help="key under model.json metrics, e.g. drive_test")
     p.add_argument("--command-line", help="the command that produced the metrics, kept with them")
     p.set_defaults(func=cmd_record_metrics)
@@ -104,11 +107,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ExportError, BundleError, FileNotFoundError, ValueError) as exc:
-        print(f"fundus-export {args.command}: {exc}", file=sys.stderr)
-        return 2
+
+    def run() -> int:
+        try:
+            return args.func(args)
+        except (ExportError, BundleError, FileNotFoundError, ValueError) as exc:
+            print(f"fundus-export {args.command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run_with_extra("fundus-export", "export", run)
 
 
 if __name__ == "__main__":

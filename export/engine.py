@@ -15,15 +15,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.errors import ExportError
-from export.metadata import INPUT_NAME
-from runtime.backends.trt import ENGINE_DIR, engine_filename
-from runtime.bundle import PRECISION_FILES, Bundle, load_bundle
-from runtime.imageio import write_bytes, write_json
+from fundus_vessels.export.errors import ExportError
+from fundus_vessels.export.metadata import INPUT_NAME
+from fundus_vessels.runtime.backends.trt import ENGINE_DIR, engine_filename
+from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, load_bundle
+from fundus_vessels.runtime.imageio import write_bytes, write_json
 
 # engine precisions; each is built from the bundle's ONNX of that precision (strong typing)
 PRECISIONS = ("fp32", "fp16", "int8")
-MAKE_SOURCE = {"fp16": "fundus-export fp16 --bundle DIR", "int8": "python -m calib --bundle DIR ..."}
+MAKE_SOURCE = {"fp16": "fundus-export fp16 --bundle DIR", "int8": "python -m fundus_vessels.calib --bundle DIR ..."}
 
 
 @dataclass(frozen=True)

@@ -16,23 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+from fundus_vessels.calib.onnx_graph import node_attr, use_counts
 from onnx import numpy_helper
-
-
-def node_attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    """Integer attribute ``name`` of ``node``, or ``default`` when absent."""
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return int(onnx.helper.get_attribute_value(attribute))
-    return default
-
-
-def use_counts(graph: onnx.GraphProto) -> dict[str, int]:
-    """How many times each tensor is read: as a node input, or as a graph output."""
-    users: dict[str, int] = {}
-    for name in [*(n for node in graph.node for n in node.input), *(o.name for o in graph.output)]:
-        users[name] = users.get(name, 0) + 1
-    return users
 
 
 def softmax_to_sigmoid(model: onnx.ModelProto) -> list[str]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
+from fundus_vessels.runtime.bundle import BUNDLE_FORMAT
 from torch import nn
-
-from runtime.bundle import BUNDLE_FORMAT
 
 INTENDED_USE = "research and screening support; not a diagnostic device"
 CLASSES = ["background", "vessel"]

@@ -12,17 +12,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from export.engine import build_engine
-from export.errors import ExportError
-from runtime.backends import Backend, BackendError, create_backend
-from runtime.bundle import PRECISION_FILES, Bundle, load_bundle
-from runtime.datasets import drive_files
-from runtime.imageio import write_json
-from runtime.inference import TilePredictor, predict_plane
-from runtime.metrics import SegmentationEvaluator
-from runtime.preprocess import preprocess
-from runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.export.engine import build_engine
+from fundus_vessels.export.errors import ExportError
+from fundus_vessels.runtime.backends import Backend, BackendError, create_backend
+from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, load_bundle
+from fundus_vessels.runtime.datasets import drive_files
+from fundus_vessels.runtime.imageio import write_json
+from fundus_vessels.runtime.inference import TilePredictor, predict_plane
+from fundus_vessels.runtime.metrics import SegmentationEvaluator
+from fundus_vessels.runtime.preprocess import preprocess
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 PARITY_JSON = "parity.json"
 

@@ -1,5 +1,5 @@
-"""``python -m runtime`` = ``fundus-infer``."""
+"""``python -m fundus_vessels.runtime`` = ``fundus-infer``."""
 
-from runtime.cli import main
+from fundus_vessels.runtime.cli import main
 
 raise SystemExit(main())

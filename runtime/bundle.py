@@ -11,10 +11,11 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from runtime.imageio import write_json
-from runtime.preprocess import PreprocessConfig
+from fundus_vessels.runtime.imageio import write_json
+from fundus_vessels.runtime.preprocess import PreprocessConfig
 
 BUNDLE_FORMAT = "fundus-bundle/1"
 MODEL_JSON = "model.json"
@@ -26,7 +27,15 @@ PRECISION_FILES = {
     "int8": "model.int8.onnx",
     "int8_cpu": "model.int8cpu.onnx",
 }
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "unet-drive-chase"
+DEFAULT_MODEL = "unet-drive-chase"
+
+
+def shipped_bundle(name: str = DEFAULT_MODEL) -> Path:
+    """Folder of a bundle shipped as package data in ``fundus_vessels.models`` (wheel or checkout)."""
+    return Path(str(resources.files("fundus_vessels.models").joinpath(name)))
+
+
+DEFAULT_BUNDLE = shipped_bundle()
 
 
 class BundleError(ValueError):

@@ -15,16 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
+from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, sha256_file
+from fundus_vessels.runtime.imageio import (
+    ImageReadError,
+    list_images,
+    read_binary_mask,
+    read_image,
+    write_image,
+    write_json,
+)
+from fundus_vessels.runtime.inference import DEFAULT_BATCH
+from fundus_vessels.runtime.metrics import ConfusionMatrix
+from fundus_vessels.runtime.outputs import SAVE_KINDS, save_outputs
+from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from tqdm import tqdm
-
-from runtime.backends import BACKENDS, PRECISIONS, BackendError
-from runtime.bundle import DEFAULT_BUNDLE, BundleError, sha256_file
-from runtime.imageio import ImageReadError, list_images, read_binary_mask, read_image, write_image, write_json
-from runtime.inference import DEFAULT_BATCH
-from runtime.metrics import ConfusionMatrix
-from runtime.outputs import SAVE_KINDS, save_outputs
-from runtime.pipeline import FovSpec, Segmenter
-from runtime.synthetic import make_synthetic_fundus
 
 PROG = "fundus-infer"
 # failures whose message already says what is wrong; others are reported with their type

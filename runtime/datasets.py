@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from runtime.fov import fov_from_image
-from runtime.imageio import ImageReadError, read_binary_mask, read_image
+from fundus_vessels.runtime.fov import fov_from_image
+from fundus_vessels.runtime.imageio import ImageReadError, read_binary_mask, read_image
 
 DATASETS = ("drive", "chase")
 SPLITS = ("training", "test")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from runtime.preprocess import to_uint8
+from fundus_vessels.runtime.preprocess import to_uint8
 
 
 def fov_from_image(image_rgb: np.ndarray, threshold: int = 20) -> np.ndarray:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
-from runtime.tiling import Stitcher, iter_tile_batches, make_grid, tiles_touching
+from fundus_vessels.runtime.tiling import Stitcher, iter_tile_batches, make_grid, tiles_touching
 
 # tiles per backend call. Per-tile time, width-0.25 U-Net on 2 CPU cores: PyTorch eager is fastest
 # at 4 (34.6 ms; 40.9 at 8), ONNX Runtime is flat (15.6-16.2 ms for 1-8); memory holds one batch.

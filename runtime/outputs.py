@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from runtime.imageio import write_image
-from runtime.pipeline import Result
-from runtime.preprocess import to_uint8
+from fundus_vessels.runtime.imageio import write_image
+from fundus_vessels.runtime.pipeline import Result
+from fundus_vessels.runtime.preprocess import to_uint8
 
 SAVE_KINDS = ("mask", "prob", "overlay")
 OVERLAY_RGB = (0, 255, 0)

@@ -7,12 +7,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from runtime.backends import Backend, create_backend
-from runtime.bundle import Bundle, load_bundle
-from runtime.fov import fov_from_image
-from runtime.inference import DEFAULT_BATCH, predict_plane
-from runtime.preprocess import preprocess
+from fundus_vessels.runtime.backends import Backend, create_backend
+from fundus_vessels.runtime.bundle import Bundle, load_bundle
+from fundus_vessels.runtime.fov import fov_from_image
+from fundus_vessels.runtime.inference import DEFAULT_BATCH, predict_plane
+from fundus_vessels.runtime.preprocess import preprocess
 
 # "auto": computed from the photograph; None / "none": every pixel; an array: a given mask
 FovSpec = str | np.ndarray | None

@@ -1,6 +1,6 @@
 """Print README result rows (markdown) from ``train.evaluate`` metrics files.
 
-    python scripts/results_table.py "FCN-8s=runs/table1-fcn/test/metrics.json" ...
+python scripts/results_table.py "FCN-8s=runs/table1-fcn/test/metrics.json" ...
 """
 
 from __future__ import annotations
@@ -21,8 +21,17 @@ def row(label: str, path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    header = ["model", "MIoU", "F1", "accuracy", "sensitivity", "specificity", "AUC", "per-image mean MIoU / F1",
-              "whole-image MIoU"]
+    header = [
+        "model",
+        "MIoU",
+        "F1",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "AUC",
+        "per-image mean MIoU / F1",
+        "whole-image MIoU",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
     for item in argv:

@@ -17,10 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-
-from runtime.imageio import write_image, write_json
-from runtime.tiling import make_grid
-from train.datasets import load_chase, load_drive
+from fundus_vessels.runtime.imageio import write_image, write_json
+from fundus_vessels.runtime.tiling import make_grid
+from fundus_vessels.train.datasets import load_chase, load_drive
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,9 +47,16 @@ def main(argv: list[str] | None = None) -> int:
             write_image(out / part / "images" / f"{name}.png", image)
             write_image(out / part / "labels" / f"{name}.png", label.astype(np.uint8) * 255)
             write_image(out / part / "masks" / f"{name}.png", fov.astype(np.uint8) * 255)
-    write_json(out / "split.json", {"tiles": len(tiles), "seed": args.seed, "test_fraction": args.test_fraction,
-                                    "images": [s.name for s in samples],
-                                    "test_tiles": [tiles[i][0] for i in split["test"]]})
+    write_json(
+        out / "split.json",
+        {
+            "tiles": len(tiles),
+            "seed": args.seed,
+            "test_fraction": args.test_fraction,
+            "images": [s.name for s in samples],
+            "test_tiles": [tiles[i][0] for i in split["test"]],
+        },
+    )
     print(f"{len(tiles)} tiles from {len(samples)} images: {len(split['train'])} train, {n_test} test -> {out}")
     return 0
 

@@ -10,6 +10,6 @@ COMMON=(--data drive,chase --data-root "$DATA_ROOT" --width 0.25 --patch-size 64
 for preset in fcn unet improved; do
   out=runs/table1-$preset
   resume=(); [[ -f $out/last.pt ]] && resume=(--resume)
-  python train/run.py --preset "$preset" "${COMMON[@]}" --out "$out" "${resume[@]}"
-  python -m train.evaluate --checkpoint "$out/best.pt" --data drive --split test --data-root "$DATA_ROOT" --out "$out/test"
+  fundus-train --preset "$preset" "${COMMON[@]}" --out "$out" "${resume[@]}"
+  python -m fundus_vessels.train.evaluate --checkpoint "$out/best.pt" --data drive --split test --data-root "$DATA_ROOT" --out "$out/test"
 done

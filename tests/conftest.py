@@ -35,10 +35,9 @@ def data_root() -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight U-Net (width 0.125) saved in the training checkpoint format."""
     import torch
-
-    from runtime.preprocess import PreprocessConfig
-    from train.checkpoint import save_checkpoint
-    from train.models import build_model
+    from fundus_vessels.runtime.preprocess import PreprocessConfig
+    from fundus_vessels.train.checkpoint import save_checkpoint
+    from fundus_vessels.train.models import build_model
 
     torch.manual_seed(0)
     spec = {"name": "unet", "kwargs": {"in_channels": 1, "num_classes": 2, "activation": "leaky_relu", "width": 0.125}}
@@ -69,7 +68,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_checkpoint: Path) -> Path:
     """Bundle (model.json, model.onnx, model.static.onnx) exported from ``tiny_checkpoint``."""
-    from export.onnx_export import export_bundle
+    from fundus_vessels.export.onnx_export import export_bundle
 
     return export_bundle(tiny_checkpoint, tiny_checkpoint.parent / "bundle", static=True, name="tiny-test")
 

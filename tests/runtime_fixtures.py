@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from runtime.imageio import write_image
-from runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.runtime.imageio import write_image
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 
 def write_synthetic_images(folder: Path, count: int = 3, height: int = 300, width: int = 280) -> list[Path]:

@@ -9,17 +9,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from fundus_vessels.calib.check import CalibrationError
+from fundus_vessels.calib.cli import main
+from fundus_vessels.calib.tiles import Image, TileSet, calibration_sets, quotas, sample_tiles
+from fundus_vessels.export.onnx_export import export_bundle
+from fundus_vessels.runtime.backends.ort import open_session, session_predictor
+from fundus_vessels.runtime.bundle import load_bundle
+from fundus_vessels.runtime.preprocess import PreprocessConfig, preprocess
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.train.checkpoint import load_model, save_checkpoint
 from torch import nn
-
-from calib.check import CalibrationError
-from calib.cli import main
-from calib.tiles import Image, TileSet, calibration_sets, quotas, sample_tiles
-from export.onnx_export import export_bundle
-from runtime.backends.ort import open_session, session_predictor
-from runtime.bundle import load_bundle
-from runtime.preprocess import PreprocessConfig, preprocess
-from runtime.synthetic import make_synthetic_fundus
-from train.checkpoint import load_model, save_checkpoint
 
 
 def dark_pixel_detector(model: nn.Module, gain: float = 10.0) -> nn.Module:
@@ -83,7 +82,7 @@ def copy_bundle(src: Path, dst: Path) -> Path:
 
 
 def test_qdq_int8_model_is_produced_and_runs(detector_bundle: Path, synthetic_sets, tmp_path: Path) -> None:
-    from calib.build import add_int8
+    from fundus_vessels.calib.build import add_int8
 
     calibration, heldout = synthetic_sets
     bundle_dir = copy_bundle(detector_bundle, tmp_path / "b")
@@ -100,7 +99,7 @@ def test_qdq_int8_model_is_produced_and_runs(detector_bundle: Path, synthetic_se
 
 
 def test_all_black_calibration_is_refused(detector_bundle: Path, synthetic_sets, tmp_path: Path) -> None:
-    from calib.build import add_int8
+    from fundus_vessels.calib.build import add_int8
 
     calibration, heldout = synthetic_sets
     black = TileSet(np.full_like(calibration.tiles, -1.0), calibration.fov, calibration.origins)  # (0-0.5)/0.5
@@ -134,7 +133,7 @@ def test_calibration_set_is_deterministic_real_tiles(data_root: Path) -> None:
     assert not {o["image"] for o in calibration.origins} & {o["image"] for o in heldout.origins}
     assert all(o["image"].startswith("drive_") and 21 <= int(o["image"][6:]) <= 40 for o in calibration.origins)
     # a tile is exactly the preprocessed training image there (cropped, never resampled)
-    from runtime.imageio import read_image
+    from fundus_vessels.runtime.imageio import read_image
 
     origin = calibration.origins[0]
     photo = read_image(data_root / "DRIVE" / "training" / "images" / f"{origin['image'][6:]}_training.tif")
@@ -165,7 +164,7 @@ def test_calib_command_names_a_missing_dataset(detector_bundle: Path, tmp_path: 
 def test_cpu_int8_keeps_narrow_layers_float_and_sigmoid_head(
     detector_bundle: Path, synthetic_sets, tmp_path: Path
 ) -> None:
-    from calib.build import add_int8
+    from fundus_vessels.calib.build import add_int8
 
     calibration, heldout = synthetic_sets
     bundle_dir = copy_bundle(detector_bundle, tmp_path / "b")
@@ -188,8 +187,8 @@ def test_cpu_int8_keeps_narrow_layers_float_and_sigmoid_head(
 def test_tensorrt_int8_keeps_the_graph_ends_float_with_zero_points_zero(
     detector_bundle: Path, synthetic_sets, tmp_path: Path
 ) -> None:
-    from calib.build import add_int8
-    from calib.graphs import tensorrt_float_nodes
+    from fundus_vessels.calib.build import add_int8
+    from fundus_vessels.calib.graphs import tensorrt_float_nodes
 
     fp32 = onnx.load(str(load_bundle(detector_bundle).model_path("fp32")))
     ends = tensorrt_float_nodes(fp32)

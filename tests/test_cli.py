@@ -11,11 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fundus_vessels.runtime.cli import main
+from fundus_vessels.runtime.imageio import read_image, write_image
 from PIL import Image
 from runtime_fixtures import small_fundus, write_synthetic_images
-
-from runtime.cli import main
-from runtime.imageio import read_image, write_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,7 +45,7 @@ def test_three_images_end_to_end(tiny_bundle: Path, tmp_path: Path) -> None:
 
 def test_outputs_follow_the_contract(tiny_bundle: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     """prob.png = round(p * 255) of the torch reference (±1 level), mask = p >= threshold in the FOV."""
-    from runtime.pipeline import Segmenter
+    from fundus_vessels.runtime.pipeline import Segmenter
 
     image_path = write_synthetic_images(tmp_path / "in", count=1)[0]
     code, _ = run(tiny_bundle, tmp_path / "out", str(image_path), "--fov", "none", "--threshold", "0.3")
@@ -223,7 +222,7 @@ def test_fov_mask_file_is_applied(tiny_bundle: Path, tmp_path: Path) -> None:
 def test_console_script_runs_without_torch(tiny_bundle: Path, tmp_path: Path) -> None:
     image = write_synthetic_images(tmp_path / "in", count=1)[0]
     code = (
-        "import sys; from runtime.cli import main; rc = main(sys.argv[1:]); "
+        "import sys; from fundus_vessels.runtime.cli import main; rc = main(sys.argv[1:]); "
         "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
     )
     argv = [str(image), "-o", str(tmp_path / "out"), "--model", str(tiny_bundle), "--quiet"]

@@ -20,14 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from runtime import cli
-from runtime.bundle import load_bundle
-from runtime.fov import fov_from_image
-from runtime.imageio import read_image, write_image
-from runtime.preprocess import PreprocessConfig, preprocess
-from runtime.synthetic import make_synthetic_fundus
-from runtime.tiling import make_grid, tiles_touching
+from fundus_vessels.runtime import cli
+from fundus_vessels.runtime.bundle import load_bundle
+from fundus_vessels.runtime.fov import fov_from_image
+from fundus_vessels.runtime.imageio import read_image, write_image
+from fundus_vessels.runtime.preprocess import PreprocessConfig, preprocess
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.runtime.tiling import make_grid, tiles_touching
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO / "build"
@@ -81,7 +80,7 @@ def synthetic_image(path: Path, height: int, width: int, seed: int = 0, kind: st
 
 
 def python_probability(bundle: Path, image: Path, backend: str) -> np.ndarray:
-    from runtime.pipeline import Segmenter
+    from fundus_vessels.runtime.pipeline import Segmenter
 
     return Segmenter(bundle, backend=backend).segment(read_image(image), "auto").probability
 
@@ -288,7 +287,7 @@ def test_sha_mismatch_and_missing_model_file(built, tmp_path: Path) -> None:
 
 def test_sha256_matches_python(built) -> None:
     """The C++ SHA-256 accepted the bundle above; here a wrong hash of the right length is refused."""
-    from runtime.bundle import sha256_file
+    from fundus_vessels.runtime.bundle import sha256_file
 
     _, bundle = built
     meta = json.loads((bundle / "model.json").read_text())

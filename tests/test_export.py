@@ -11,12 +11,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-from export.cli import main
-from export.engine import Device, Profile, engine_path, is_current, sidecar, sidecar_path
-from export.metadata import json_safe
-from export.onnx_export import SHAPE_OPS, export_bundle, op_counts
-from runtime.bundle import BundleError, load_bundle
+from fundus_vessels.export.cli import main
+from fundus_vessels.export.engine import Device, Profile, engine_path, is_current, sidecar, sidecar_path
+from fundus_vessels.export.metadata import json_safe
+from fundus_vessels.export.onnx_export import SHAPE_OPS, export_bundle, op_counts
+from fundus_vessels.runtime.bundle import BundleError, load_bundle
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +81,9 @@ def test_fp16_keeps_io_and_output_activation_in_fp32(bundle_dir: Path) -> None:
 
 
 def test_export_rewrites_the_softmax_head_into_an_exact_sigmoid(bundle_dir: Path, tiny_checkpoint: Path) -> None:
-    from export.graph_rewrites import softmax_to_sigmoid
-    from export.onnx_export import torch_to_onnx
-    from train.checkpoint import load_model
+    from fundus_vessels.export.graph_rewrites import softmax_to_sigmoid
+    from fundus_vessels.export.onnx_export import torch_to_onnx
+    from fundus_vessels.train.checkpoint import load_model
 
     entry = load_bundle(bundle_dir).meta["files"]["fp32"]
     assert entry["graph_rewrites"] and "Softmax" not in entry["ops"] and entry["ops"]["Sigmoid"] == 1
@@ -137,7 +136,7 @@ def _conv_graph(concat_users: int, group: int) -> onnx.ModelProto:
 def test_split_concat_conv_is_exact_and_leaves_other_graphs_alone(
     concat_users: int, group: int, rewritten: bool
 ) -> None:
-    from export.graph_rewrites import split_concat_conv
+    from fundus_vessels.export.graph_rewrites import split_concat_conv
 
     original = _conv_graph(concat_users, group)
     model = onnx.ModelProto()
@@ -245,7 +244,7 @@ def test_export_bundle_without_static(tiny_checkpoint: Path, tmp_path: Path) -> 
 
 def test_build_engine_with_tensorrt(bundle_dir: Path) -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installable on this machine (needs the GPU device)")
-    from export.engine import build_engine
+    from fundus_vessels.export.engine import build_engine
 
     path = build_engine(bundle_dir, "fp16", max_batch=4)
     assert path.is_file() and sidecar_path(path).is_file()
@@ -254,7 +253,7 @@ def test_build_engine_with_tensorrt(bundle_dir: Path) -> None:
 
 @pytest.mark.data
 def test_parity_on_drive_test_image(bundle_dir: Path, tiny_checkpoint: Path, data_root: Path) -> None:
-    from export.parity import run_parity
+    from fundus_vessels.export.parity import run_parity
 
     report = run_parity(bundle_dir, tiny_checkpoint, data_root, images=1)
     assert report["inputs"]["source"] == "DRIVE test" and report["inputs"]["tiles"] == 9

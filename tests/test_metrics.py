@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from runtime.metrics import ConfusionMatrix, SegmentationEvaluator, auc_roc
+from fundus_vessels.runtime.metrics import ConfusionMatrix, SegmentationEvaluator, auc_roc
 
 TRUTH = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]], dtype=bool)
 SCORES = np.array(

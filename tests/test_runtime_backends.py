@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from runtime.backends import BackendError, create_backend, resolve_backend
-from runtime.backends.trt import engine_filename, tensorrt_status
-from runtime.bundle import BundleError, load_bundle
+from fundus_vessels.runtime.backends import BackendError, create_backend, resolve_backend
+from fundus_vessels.runtime.backends.trt import engine_filename, tensorrt_status
+from fundus_vessels.runtime.bundle import BundleError, load_bundle
 
 TOLERANCE = 1e-4  # probabilities
 
@@ -115,7 +114,7 @@ def test_bundle_for_other_input_channels_is_refused(tiny_bundle: Path, tmp_path:
 
 
 def test_engine_built_from_another_onnx_is_stale(tiny_bundle: Path, tmp_path: Path) -> None:
-    from runtime.backends.trt import engine_is_stale
+    from fundus_vessels.runtime.backends.trt import engine_is_stale
 
     bundle = load_bundle(tiny_bundle)
     engine = tmp_path / "gpu-sm90-trt10.3.0-fp32.engine"

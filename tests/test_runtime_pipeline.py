@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fundus_vessels.runtime.pipeline import Segmenter, resolve_fov, segment
 from runtime_fixtures import small_fundus
-
-from runtime.pipeline import Segmenter, resolve_fov, segment
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,8 +61,9 @@ def test_ort_and_torch_pipelines_agree(tiny_bundle: Path, tiny_checkpoint: Path)
 
 def test_runtime_never_imports_torch() -> None:
     code = (
-        "import sys, runtime.cli, runtime.pipeline, runtime.backends.ort, runtime.backends.opencv_dnn, "
-        "runtime.backends.trt, runtime.bench; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+        "import sys, fundus_vessels.runtime.cli, fundus_vessels.runtime.pipeline, fundus_vessels.runtime.backends.ort, "
+        "fundus_vessels.runtime.backends.opencv_dnn, fundus_vessels.runtime.backends.trt; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -72,7 +72,7 @@ def test_runtime_never_imports_torch() -> None:
 BIG_IMAGE_SCRIPT = """
 import json, resource, sys
 import numpy as np
-from runtime.pipeline import Segmenter
+from fundus_vessels.runtime.pipeline import Segmenter
 image = np.random.default_rng(0).integers(0, 256, (2336, 3504, 3), dtype=np.uint8)
 result = Segmenter(sys.argv[1], backend="ort", batch=8).segment(image)
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

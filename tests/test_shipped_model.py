@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from runtime.bundle import DEFAULT_BUNDLE, PRECISION_FILES, load_bundle
-from runtime.imageio import read_image
+from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, PRECISION_FILES, load_bundle
+from fundus_vessels.runtime.imageio import read_image
 
 SHIPPED = DEFAULT_BUNDLE
 pytestmark = pytest.mark.skipif(not (SHIPPED / "model.json").is_file(), reason=f"no shipped bundle at {SHIPPED}")
@@ -33,8 +32,12 @@ def test_bundle_files_match_their_hashes_and_stay_small() -> None:
 def python_outputs(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("py")
     images = [data_root / "DRIVE" / "test" / "images" / name for name in IMAGES]
-    proc = subprocess.run([sys.executable, "-m", "runtime", *map(str, images), "-o", str(out), "--quiet"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", *map(str, images), "-o", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -50,11 +53,16 @@ def test_fundus_infer_default_model_on_drive(python_outputs: Path) -> None:
         assert (python_outputs / f"{stem}_overlay.png").is_file()
 
 
-def test_cpp_binary_matches_python_on_drive(python_outputs: Path, cpp_binary: Path, data_root: Path,
-                                            tmp_path: Path) -> None:
+def test_cpp_binary_matches_python_on_drive(
+    python_outputs: Path, cpp_binary: Path, data_root: Path, tmp_path: Path
+) -> None:
     images = [data_root / "DRIVE" / "test" / "images" / name for name in IMAGES]
-    proc = subprocess.run([str(cpp_binary), *map(str, images), "-o", str(tmp_path), "--model", str(SHIPPED),
-                           "--quiet"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(cpp_binary), *map(str, images), "-o", str(tmp_path), "--model", str(SHIPPED), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in IMAGES:
         stem = Path(name).stem

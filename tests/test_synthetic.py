@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 
 def test_same_seed_same_pixels_other_seed_other_pixels() -> None:

@@ -6,10 +6,9 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from fundus_vessels.runtime.tiling import make_grid, stitch_tiles, tile_image, tile_origins
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from runtime.tiling import make_grid, stitch_tiles, tile_image, tile_origins
 
 
 @st.composite
@@ -53,7 +52,7 @@ def test_overlap_must_be_smaller_than_the_tile() -> None:
 
 
 def test_stitcher_refuses_a_plane_with_tiles_missing() -> None:
-    from runtime.tiling import Stitcher
+    from fundus_vessels.runtime.tiling import Stitcher
 
     grid, tiles = tile_image(np.zeros((40, 50), dtype=np.float32), 16, 4)
     stitcher = Stitcher(grid)
@@ -67,8 +66,8 @@ def test_stitcher_refuses_a_plane_with_tiles_missing() -> None:
 def test_tiles_outside_the_region_are_not_run_and_change_no_pixel_inside(
     case: tuple[np.ndarray, int, int], data: st.DataObject
 ) -> None:
-    from runtime.inference import predict_plane
-    from runtime.tiling import tiles_touching
+    from fundus_vessels.runtime.inference import predict_plane
+    from fundus_vessels.runtime.tiling import tiles_touching
 
     plane, tile, overlap = case
     height, width = plane.shape

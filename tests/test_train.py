@@ -12,13 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from runtime.imageio import write_image
-from train.checkpoint import load_checkpoint
-from train.config import ConfigError, resolve_config
-from train.datasets import DatasetError, load_datasets, load_drive, split_validation
-from train.models import build_model
-from train.run import main as train_main
+from fundus_vessels.runtime.imageio import write_image
+from fundus_vessels.train.checkpoint import load_checkpoint
+from fundus_vessels.train.config import ConfigError, resolve_config
+from fundus_vessels.train.datasets import DatasetError, load_datasets, load_drive, split_validation
+from fundus_vessels.train.models import build_model
+from fundus_vessels.train.run import main as train_main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,9 +40,28 @@ def make_folder_dataset(root: Path, count: int = 4, size: int = 96) -> Path:
     return root
 
 
-TINY = ["--width", "0.125", "--patch-size", "32", "--batch-size", "2", "--samples-per-epoch", "8",
-        "--tile", "64", "--overlap", "16", "--val-fraction", "0.25", "--log-every", "1", "--threads", "1",
-        "--checkpoint-every", "1"]
+TINY = [
+    "--width",
+    "0.125",
+    "--patch-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--samples-per-epoch",
+    "8",
+    "--tile",
+    "64",
+    "--overlap",
+    "16",
+    "--val-fraction",
+    "0.25",
+    "--log-every",
+    "1",
+    "--threads",
+    "1",
+    "--checkpoint-every",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +83,12 @@ def test_config_rejects_unknown_key_and_bad_value(tmp_path: Path) -> None:
 def test_presets_follow_the_paper() -> None:
     improved = resolve_config("improved", None, {})
     assert (improved.activation, improved.optimizer, improved.lr, improved.weight_decay, improved.batch_size) == (
-        "leaky_relu", "adam", 1e-3, 1e-4, 4)
+        "leaky_relu",
+        "adam",
+        1e-3,
+        1e-4,
+        4,
+    )
     unet = resolve_config("unet", None, {})
     assert (unet.activation, unet.optimizer) == ("relu", "sgd")
     assert resolve_config("fcn", None, {}).model == "fcn"
@@ -126,8 +149,22 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_architecture(
     assert train_main([*args, "--max-steps", "1", "--out", str(tmp_path / "first")]) == 0
     start = load_checkpoint(tmp_path / "first" / "last.pt")
     # lr 1e-12: the fine-tuned weights stay (almost) where --init put them, far from a random start
-    assert train_main([*args, "--max-steps", "1", "--lr", "1e-12", "--init", str(tmp_path / "first" / "last.pt"),
-                       "--out", str(tmp_path / "tuned")]) == 0
+    assert (
+        train_main(
+            [
+                *args,
+                "--max-steps",
+                "1",
+                "--lr",
+                "1e-12",
+                "--init",
+                str(tmp_path / "first" / "last.pt"),
+                "--out",
+                str(tmp_path / "tuned"),
+            ]
+        )
+        == 0
+    )
     tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
     assert tuned["config"]["init"].endswith("last.pt")
     for key, value in start["model"].items():
@@ -141,9 +178,25 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_architecture(
 def test_torchrun_two_cpu_processes_write_one_set_of_files(tmp_path: Path, folder_data: str) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-           str(REPO / "train" / "run.py"), "--preset", "improved", "--data", folder_data, *TINY,
-           "--epochs", "1", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        str(REPO / "train" / "run.py"),
+        "--preset",
+        "improved",
+        "--data",
+        folder_data,
+        *TINY,
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if '"step"' in x]
@@ -152,7 +205,8 @@ def test_torchrun_two_cpu_processes_write_one_set_of_files(tmp_path: Path, folde
     assert [r["step"] for r in step_recs] == [1, 2]
     assert all(np.isfinite(r["loss"]) for r in step_recs)
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
-        ["best.pt", "config.yaml", "last.pt", "log.jsonl", "loss_curve.png", "metrics.json"])
+        ["best.pt", "config.yaml", "last.pt", "log.jsonl", "loss_curve.png", "metrics.json"]
+    )
 
 
 def test_validation_split_is_by_subject(data_root: Path) -> None:

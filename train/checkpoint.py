@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 
 import torch
+from fundus_vessels.runtime.imageio import atomic_output
+from fundus_vessels.train.models import build_model
 from torch import nn
-
-from runtime.imageio import atomic_output
-from train.models import build_model
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:

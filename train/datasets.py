@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from runtime.datasets import (
+from fundus_vessels.runtime.datasets import (
     CHASE_SUBJECTS,
     DATASETS,
     DatasetError,
@@ -19,9 +19,9 @@ from runtime.datasets import (
     drive_files,
     read_checked,
 )
-from runtime.fov import fov_from_image
-from runtime.imageio import IMAGE_SUFFIXES, list_images
-from runtime.preprocess import PreprocessConfig, enhance, normalise
+from fundus_vessels.runtime.fov import fov_from_image
+from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, list_images
+from fundus_vessels.runtime.preprocess import PreprocessConfig, enhance, normalise
 
 
 @dataclass
@@ -100,12 +100,17 @@ def load_datasets(names: Sequence[str], root: Path, split: str = "train") -> lis
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Hold out ``fraction`` of each dataset's groups (images, or subjects for CHASE) for validation."""
+    """Hold out ``fraction`` of each dataset's groups (images, or subjects for CHASE) for validation.
+
+    Each dataset draws its held-out groups from its own generator seeded by ``(seed, dataset)``, so
+    runs on ``drive`` and on ``drive,chase`` validate on the same DRIVE images and can be compared.
+    """
     if fraction <= 0:
         return samples, []
-    rng = np.random.default_rng(seed)
     val_groups: set[str] = set()
     for ds in sorted({s.dataset for s in samples}):
+        # one generator per dataset: DRIVE's held-out images are the same with or without CHASE beside it
+        rng = np.random.default_rng([seed, zlib.crc32(ds.encode())])
         groups = sorted({s.group for s in samples if s.dataset == ds})
         n_val = max(1, round(fraction * len(groups))) if len(groups) > 1 else 0
         val_groups |= set(rng.choice(groups, size=n_val, replace=False).tolist()) if n_val else set()

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on whole images (tiling + stitching) with the protocol of DESIGN.md.
 
-    python -m train.evaluate --checkpoint runs/x/best.pt --data drive --split test --out runs/x/test
+python -m fundus_vessels.train.evaluate --checkpoint runs/x/best.pt --data drive --split test --out runs/x/test
 """
 
 from __future__ import annotations
@@ -10,22 +10,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import numpy as np
 import torch
+from fundus_vessels.runtime.bundle import load_bundle
+from fundus_vessels.runtime.imageio import read_image, write_image, write_json
+from fundus_vessels.runtime.inference import predict_plane
+from fundus_vessels.runtime.metrics import SegmentationEvaluator
+from fundus_vessels.runtime.preprocess import PreprocessConfig, enhance, normalise
+from fundus_vessels.train.backend import torch_predictor
+from fundus_vessels.train.checkpoint import load_model
+from fundus_vessels.train.datasets import Sample, load_datasets
+from fundus_vessels.train.figures import plot_panel
 from torch import nn
 from tqdm import tqdm
-
-from runtime.bundle import load_bundle
-from runtime.imageio import read_image, write_image, write_json
-from runtime.inference import TilePredictor, predict_plane
-from runtime.metrics import SegmentationEvaluator
-from runtime.preprocess import PreprocessConfig, enhance, normalise
-from train.checkpoint import load_model
-from train.datasets import Sample, load_datasets
-from train.figures import plot_panel
 
 PROTOCOL = (
     "Vessel probability thresholded at {threshold}; pixels inside the FOV mask (DRIVE: official masks; "
@@ -34,19 +31,6 @@ PROTOCOL = (
     "(AUC from all pooled pixels); 'per_image_mean' averages per-image scores. Whole images are tiled "
     "({tile}x{tile}, overlap {overlap}) and stitched with blending weights."
 )
-
-
-def torch_predictor(model: nn.Module, device: torch.device, vessel_index: int = 1) -> TilePredictor:
-    """Wrap a model returning logits as a runtime tile predictor (softmax vessel probability)."""
-
-    @torch.no_grad()
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(tiles).to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = model(x)
-        return torch.softmax(logits.float(), dim=1)[:, vessel_index].cpu().numpy()
-
-    return predict
 
 
 ProbabilitySource = Callable[[Sample, np.ndarray], np.ndarray]
@@ -147,14 +131,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.overlap is not None:
             tiling["overlap"] = args.overlap
         threshold = float(ckpt.get("config", {}).get("threshold", 0.5))
-        metrics = evaluate_samples(model, samples, PreprocessConfig.from_dict(ckpt["preprocess"]), tiling, threshold,
-                                   device, out, panels=args.panels, progress=True)
+        metrics = evaluate_samples(
+            model,
+            samples,
+            PreprocessConfig.from_dict(ckpt["preprocess"]),
+            tiling,
+            threshold,
+            device,
+            out,
+            panels=args.panels,
+            progress=True,
+        )
         metrics["checkpoint"] = str(args.checkpoint)
     else:
         bundle = load_bundle(args.model)
         tiling = {"tile": bundle.tile, "overlap": bundle.overlap}
-        metrics = score_samples(samples, prediction_reader(Path(args.predictions)), bundle.preprocess, tiling,
-                                bundle.threshold, out, panels=args.panels, progress=True)
+        metrics = score_samples(
+            samples,
+            prediction_reader(Path(args.predictions)),
+            bundle.preprocess,
+            tiling,
+            bundle.threshold,
+            out,
+            panels=args.panels,
+            progress=True,
+        )
         metrics["predictions"] = str(args.predictions)
     metrics |= {"split": args.split, "data": args.data}
     write_json(out / "metrics.json", metrics)

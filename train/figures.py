@@ -10,8 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-
-from runtime.imageio import atomic_output
+from fundus_vessels.runtime.imageio import atomic_output
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -51,8 +50,15 @@ def plot_loss_curve(log_path: Path, out_path: Path) -> None:
     _save(fig, Path(out_path))
 
 
-def plot_panel(original: np.ndarray, enhanced: np.ndarray, label: np.ndarray, probability: np.ndarray,
-               threshold: float, title: str, out_path: Path) -> None:
+def plot_panel(
+    original: np.ndarray,
+    enhanced: np.ndarray,
+    label: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    title: str,
+    out_path: Path,
+) -> None:
     """Original / preprocessed / label / prediction side by side."""
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     panels = [

@@ -18,26 +18,23 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import numpy as np
 import torch
 import yaml
+from fundus_vessels.runtime.imageio import write_bytes, write_json
+from fundus_vessels.runtime.preprocess import PreprocessConfig
+from fundus_vessels.train import distributed
+from fundus_vessels.train.checkpoint import load_checkpoint, save_checkpoint
+from fundus_vessels.train.config import FIELD_TYPES, PRESETS, ConfigError, TrainConfig, resolve_config
+from fundus_vessels.train.datasets import DatasetError, PatchSampler, load_datasets, prepare, split_validation
+from fundus_vessels.train.evaluate import evaluate_samples
+from fundus_vessels.train.figures import plot_loss_curve
+from fundus_vessels.train.models import build_model, count_parameters
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
-
-from runtime.imageio import write_bytes, write_json
-from runtime.preprocess import PreprocessConfig
-from train import distributed
-from train.checkpoint import load_checkpoint, save_checkpoint
-from train.config import FIELD_TYPES, PRESETS, ConfigError, TrainConfig, resolve_config
-from train.datasets import DatasetError, PatchSampler, load_datasets, prepare, split_validation
-from train.evaluate import evaluate_samples
-from train.figures import plot_loss_curve
-from train.models import build_model, count_parameters
 
 
 class EpochPatches(Dataset):
@@ -134,14 +131,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
     total_steps = steps_per_epoch * cfg.epochs
     last_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
 
-    spec = {"name": cfg.model, "kwargs": {"in_channels": 1, "num_classes": 2, "activation": cfg.activation,
-                                          "width": cfg.width}}
+    spec = {
+        "name": cfg.model,
+        "kwargs": {"in_channels": 1, "num_classes": 2, "activation": cfg.activation, "width": cfg.width},
+    }
     model = build_model(spec).to(info.device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total_steps)
     use_amp = info.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, best, history = 0, -1.0, []
+    step, best, history, seconds_before = 0, -1.0, [], 0.0
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
         if ckpt["config"] != cfg.to_dict():
@@ -155,19 +156,41 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         step, best, history = ckpt["step"], ckpt["best"], ckpt["history"]
+        seconds_before = float(ckpt.get("train_seconds", 0.0))
         torch.set_rng_state(ckpt["torch_rng"])
     elif cfg.init:
         start_from(model, Path(cfg.init), spec, preprocess)
+    # the weights that are validated and shipped: an EMA of the trained ones when cfg.ema > 0
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    if ema is not None and resume and "ema" in ckpt:
+        ema.load_state_dict(ckpt["ema"])
+    eval_model = ema.module if ema is not None else model
     net = DistributedDataParallel(model) if info.enabled else model
+    if cfg.compile:
+        net = torch.compile(net)
+    run_start = time.time()
     criterion = nn.CrossEntropyLoss()
 
     def state(epoch: int) -> dict:
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "config": cfg.to_dict(), "seed": cfg.seed,
-            "model_spec": spec, "preprocess": preprocess.to_dict(), "tiling": tiling, "best": best,
-            "history": history, "torch_rng": torch.get_rng_state(),
-            "val_images": [s.name for s in val_samples], "train_images": [s.name for s in train_samples],
+            "train_seconds": seconds_before + time.time() - run_start,
+            **({"ema": ema.state_dict()} if ema is not None else {}),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "config": cfg.to_dict(),
+            "seed": cfg.seed,
+            "model_spec": spec,
+            "preprocess": preprocess.to_dict(),
+            "tiling": tiling,
+            "best": best,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "val_images": [s.name for s in val_samples],
+            "train_images": [s.name for s in train_samples],
         }
 
     log = None
@@ -176,8 +199,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         write_bytes(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
         log = open(out / "log.jsonl", "a")  # noqa: SIM115 - kept open for the whole run
         if step == 0:
-            print(f"model {cfg.model} ({count_parameters(model) / 1e6:.2f} M parameters) on {info.device}, "
-                  f"{len(train_samples)} train / {len(val_samples)} val images, {last_step} steps")
+            print(
+                f"model {cfg.model} ({count_parameters(model) / 1e6:.2f} M parameters) on {info.device}, "
+                f"{len(train_samples)} train / {len(val_samples)} val images, {last_step} steps"
+            )
 
     start_epoch = step // steps_per_epoch
     bar = tqdm(total=last_step, initial=step, desc="train", disable=not info.is_main, dynamic_ncols=True)
@@ -188,12 +213,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         dist_sampler.set_epoch(epoch)
         skip = (step - epoch * steps_per_epoch) * cfg.batch_size
         indices = list(dist_sampler)[skip : steps_per_epoch * cfg.batch_size]
-        loader = DataLoader(patches, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.num_workers,
-                            drop_last=True)
+        loader = DataLoader(
+            patches, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.num_workers, drop_last=True
+        )
         net.train()
         t0 = t_log = time.time()
         for x, y in loader:
-            x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+            x = x.to(info.device, non_blocking=True).to(memory_format=memory_format)
+            y = y.to(info.device, non_blocking=True)
             with torch.autocast(info.device.type, enabled=use_amp):
                 loss = criterion(net(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -201,13 +228,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == last_step:
                 loss_value = distributed.all_reduce_mean(float(loss.item()), info)
                 if info.is_main:
-                    rec = {"kind": "step", "step": step, "epoch": epoch, "loss": loss_value,
-                           "lr": scheduler.get_last_lr()[0], "sec_per_step": (time.time() - t_log) / cfg.log_every}
+                    rec = {
+                        "kind": "step",
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": loss_value,
+                        "lr": scheduler.get_last_lr()[0],
+                        "sec_per_step": (time.time() - t_log) / cfg.log_every,
+                    }
                     t_log = time.time()
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
@@ -218,18 +253,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
                 break
         epoch_done = step % steps_per_epoch == 0 or step >= last_step
         if epoch_done and info.is_main:
-            rec = {"kind": "epoch", "epoch": epoch, "step": step, "seconds": time.time() - t0}
+            rec = {
+                "kind": "epoch",
+                "epoch": epoch,
+                "step": step,
+                "seconds": time.time() - t0,
+                "train_minutes": (seconds_before + time.time() - run_start) / 60,
+            }
             if val_samples:
-                val = evaluate_samples(model, val_samples, preprocess, tiling, cfg.threshold, info.device,
-                                       batch=cfg.eval_batch)["fov"]["pooled"]
+                val = evaluate_samples(
+                    eval_model, val_samples, preprocess, tiling, cfg.threshold, info.device, batch=cfg.eval_batch
+                )["fov"]["pooled"]
                 rec |= {"val_miou": val["miou"], "val_f1": val["f1"], "val_auc": val["auc"]}
                 history.append(rec)
                 if val["miou"] > best:
                     best = val["miou"]
-                    save_checkpoint(out / "best.pt", state(epoch) | {"val_metrics": val})
+                    save_checkpoint(
+                        out / "best.pt", state(epoch) | {"val_metrics": val, "model": eval_model.state_dict()}
+                    )
             else:
                 history.append(rec)
-                save_checkpoint(out / "best.pt", state(epoch))
+                save_checkpoint(out / "best.pt", state(epoch) | {"model": eval_model.state_dict()})
             log.write(json.dumps(rec) + "\n")
             log.flush()
             save_checkpoint(out / "last.pt", state(epoch))
@@ -244,15 +288,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
     return 0
 
 
-def finish(out: Path, val_samples: list, preprocess: PreprocessConfig, tiling: dict, cfg: TrainConfig,
-           device: torch.device) -> None:
+def finish(
+    out: Path, val_samples: list, preprocess: PreprocessConfig, tiling: dict, cfg: TrainConfig, device: torch.device
+) -> None:
     """Loss curve, and the best checkpoint scored on the validation split with panels."""
     plot_loss_curve(out / "log.jsonl", out / "loss_curve.png")
     best = load_checkpoint(out / "best.pt")
     model = build_model(best["model_spec"]).to(device)
     model.load_state_dict(best["model"])
-    metrics = evaluate_samples(model, val_samples, preprocess, tiling, cfg.threshold, device, out / "val",
-                               panels=4, batch=cfg.eval_batch) if val_samples else {}
+    metrics = (
+        evaluate_samples(
+            model, val_samples, preprocess, tiling, cfg.threshold, device, out / "val", panels=4, batch=cfg.eval_batch
+        )
+        if val_samples
+        else {}
+    )
     metrics |= {"split": "validation", "checkpoint": str(out / "best.pt"), "step": best["step"]}
     write_json(out / "metrics.json", metrics)
     if val_samples:

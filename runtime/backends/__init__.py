@@ -8,12 +8,14 @@ GPU, else ONNX Runtime.
 from __future__ import annotations
 
 import os
+from importlib.metadata import entry_points
 
-from runtime.backends.base import Backend, BackendError
-from runtime.bundle import Bundle
+from fundus_vessels.runtime.backends.base import Backend, BackendError
+from fundus_vessels.runtime.bundle import Bundle
 
 BACKENDS = ("auto", "ort", "trt", "opencv", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
+PLUGIN_GROUP = "fundus_vessels.backends"
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendError", "create_backend", "resolve_backend"]
 
@@ -24,7 +26,7 @@ def resolve_backend(name: str, bundle: Bundle, precision: str) -> str:
         raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     if name != "auto":
         return name
-    from runtime.backends.trt import engine_ready
+    from fundus_vessels.runtime.backends.trt import engine_ready
 
     return "trt" if engine_ready(bundle, precision) else "ort"
 
@@ -41,17 +43,30 @@ def create_backend(
         raise BackendError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     name = resolve_backend(name, bundle, precision)
     if name == "ort":
-        from runtime.backends.ort import OrtBackend
+        from fundus_vessels.runtime.backends.ort import OrtBackend
 
         return OrtBackend(bundle, precision, threads)
     if name == "opencv":
-        from runtime.backends.opencv_dnn import OpenCVBackend
+        from fundus_vessels.runtime.backends.opencv_dnn import OpenCVBackend
 
         return OpenCVBackend(bundle, precision, threads)
     if name == "trt":
-        from runtime.backends.trt import TensorRTBackend
+        from fundus_vessels.runtime.backends.trt import TensorRTBackend
 
         return TensorRTBackend(bundle, precision, threads)
-    from runtime.backends.pytorch import TorchBackend
+    return plugin_backend(name)(bundle, precision, threads, checkpoint)
 
-    return TorchBackend(bundle, precision, threads, checkpoint)
+
+def plugin_backend(name: str) -> type:
+    """A backend class registered by an installed package under the entry-point group ``fundus_vessels.backends``.
+
+    ``torch`` comes from :mod:`fundus_vessels.train.backend` (the training extra), so the runtime
+    never imports torch itself.
+    """
+    found = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == name]
+    if not found:
+        raise BackendError(f"backend {name!r} is not installed: pip install 'fundus-vessels[train]'")
+    try:
+        return found[0].load()
+    except ModuleNotFoundError as exc:
+        raise BackendError(f"backend {name!r} needs {exc.name}: pip install 'fundus-vessels[train]'") from exc

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from runtime.backends.base import require_precision, vessel_channel
-from runtime.bundle import Bundle, BundleError
+from fundus_vessels.runtime.backends.base import require_precision, vessel_channel
+from fundus_vessels.runtime.bundle import Bundle, BundleError
 
 
 class OpenCVBackend:

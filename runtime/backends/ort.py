@@ -11,10 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort
-
-from runtime.backends.base import BackendError, require_precision, vessel_channel
-from runtime.bundle import Bundle, BundleError
-from runtime.inference import TilePredictor
+from fundus_vessels.runtime.backends.base import BackendError, require_precision, vessel_channel
+from fundus_vessels.runtime.bundle import Bundle, BundleError
+from fundus_vessels.runtime.inference import TilePredictor
 
 # preferred first; only those the installed onnxruntime offers are used
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

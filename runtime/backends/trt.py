@@ -15,9 +15,8 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-
-from runtime.backends.base import BackendError, require_precision, vessel_channel
-from runtime.bundle import Bundle
+from fundus_vessels.runtime.backends.base import BackendError, require_precision, vessel_channel
+from fundus_vessels.runtime.bundle import Bundle
 
 ENGINE_DIR = "engines"
 

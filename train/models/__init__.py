@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from fundus_vessels.train.models.fcn import FCN8s
+from fundus_vessels.train.models.unet import UNet
 from torch import nn
-
-from train.models.fcn import FCN8s
-from train.models.unet import UNet
 
 MODELS: dict[str, type[nn.Module]] = {"unet": UNet, "fcn": FCN8s}
 

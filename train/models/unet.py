@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
+from fundus_vessels.train.models.layers import ConvBlock, scaled_widths
 from torch import nn
-
-from train.models.layers import ConvBlock, scaled_widths
 
 UNET_WIDTHS = (32, 64, 128, 256, 512)
 

@@ -1,6 +1,6 @@
 """Benchmark every backend on the same images: seconds per image, tiles/s, peak memory, GFLOP/s.
 
-    python -m runtime.bench --out bench.json [--model BUNDLE] [--data-root ROOT] [--checkpoint CKPT]
+    python -m fundus_vessels.export.bench --out bench.json [--model BUNDLE] [--data-root ROOT] [--checkpoint CKPT]
 
 Each configuration runs in its own subprocess (``--worker``) so that its peak resident memory
 (``VmHWM``; ``ru_maxrss`` for the C++ binary) is its own. Images: a DRIVE-size one (DRIVE test
@@ -27,12 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
-from runtime.fov import fov_from_image
-from runtime.imageio import read_image, write_image, write_json
-from runtime.synthetic import make_synthetic_fundus
-from runtime.tiling import make_grid, tiles_touching
+from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+from fundus_vessels.runtime.fov import fov_from_image
+from fundus_vessels.runtime.imageio import read_image, write_image, write_json
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.runtime.tiling import make_grid, tiles_touching
 
 REPO = Path(__file__).resolve().parent.parent
 CPP_BINARY = REPO / "build" / "fundus-infer"
@@ -104,7 +103,7 @@ def configurations(bundle: Bundle, checkpoint: Path | None) -> list[dict]:
 
 
 def _time_python(args: argparse.Namespace, images: list[Path]) -> dict[str, list[float]]:
-    from runtime.pipeline import Segmenter
+    from fundus_vessels.runtime.pipeline import Segmenter
 
     segmenter = Segmenter(args.model, args.backend, args.precision, args.threads, checkpoint=args.checkpoint)
     seconds = {}
@@ -160,7 +159,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def run_configuration(config: dict, args: argparse.Namespace, images: dict[str, Path]) -> dict:
     """One worker subprocess for ``config``: ``{"samples": {image: [s, ...]}, "peak_rss_mb"}`` or ``{"error"}``."""
-    command = [sys.executable, "-m", "runtime.bench", "--worker", "--model", str(args.model)]
+    command = [sys.executable, "-m", "fundus_vessels.export.bench", "--worker", "--model", str(args.model)]
     command += ["--backend", config["backend"], "--precision", config["precision"], "--repeats", str(args.repeats)]
     command += ["--checkpoint", str(args.checkpoint)] if args.checkpoint else []
     command += ["--threads", str(args.threads)] if args.threads else []
@@ -237,7 +236,7 @@ def markdown(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fundus_vessels.export.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--data-root", type=Path)

@@ -1,0 +1,28 @@
+"""Console scripts whose optional dependencies are missing say which extra to install, in one sentence."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+# the third-party modules each extra of pyproject.toml brings
+EXTRA_MODULES: dict[str, frozenset[str]] = {
+    "train": frozenset({"torch", "yaml", "matplotlib"}),
+    "calib": frozenset({"onnx"}),
+    "export": frozenset({"torch", "yaml", "matplotlib", "onnx", "onnxslim"}),
+}
+
+
+def run_with_extra(command: str, extra: str, run: Callable[[], int]) -> int:
+    """Call ``run()``; a missing module of ``extra`` becomes a one-line message and exit status 2."""
+    try:
+        return run()
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_MODULES[extra]:
+            raise
+        print(
+            f"{command}: needs the '{extra}' extra ({top} is not installed): pip install 'fundus-vessels[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
