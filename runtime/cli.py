@@ -154,6 +154,50 @@ def run_job(job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: 
     return entry
 
 
+def failure_entry(source: str, exc: Exception) -> dict:
+    """The summary's failure entry for ``exc``; printed to stderr with the file named once."""
+    reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
+    named = reason if source in reason else f"{source}: {reason}"
+    tqdm.write(f"{PROG}: {named}", file=sys.stderr)
+    return {"file": source, "error": reason}
+
+
+def segment_job(
+    job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: tuple[str, ...], quiet: bool = False
+) -> tuple[dict | None, dict | None]:
+    """:func:`run_job` for batch loops: ``(entry, None)`` on success, ``(None, failure)`` when the image failed.
+
+    Any exception is caught (one bad image must not stop a batch) and reported on stderr.
+    """
+    try:
+        entry = run_job(job, segmenter, fov, out_dir, kinds)
+    except Exception as exc:
+        return None, failure_entry(job.source, exc)
+    if not quiet:
+        tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s")
+    return entry, None
+
+
+def build_summary(segmenter: Segmenter, fov: str, images: list[dict], failures: list[dict]) -> dict:
+    """The content of ``summary.json``: run settings, one entry per image, every failure."""
+    summary = {
+        "tool": PROG,
+        "bundle": bundle_summary(segmenter),
+        "backend": segmenter.backend.name,
+        "precision": segmenter.backend.precision,
+        "threshold": segmenter.threshold,
+        "fov": fov,
+        "succeeded": len(images),
+        "failed": len(failures),
+        "images": images,
+        "failures": failures,
+    }
+    demo = [e["demo_scores"] for e in images if "demo_scores" in e]
+    if demo:
+        summary["demo"] = demo[0]
+    return summary
+
+
 def bundle_summary(segmenter: Segmenter) -> dict:
     bundle, backend = segmenter.bundle, segmenter.backend
     return {
@@ -203,36 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {failure['file']}: {failure['error']}", file=sys.stderr)
     images, used_stems = [], {}
     for job in tqdm(jobs, disable=args.quiet or len(jobs) < 2, unit="img", file=sys.stderr):
-        try:
-            if job.stem in used_stems:
-                raise ValueError(f"output name {job.stem!r} already used by {used_stems[job.stem]}")
-            used_stems[job.stem] = job.source
-            entry = run_job(job, segmenter, fov, args.output_dir, kinds)
-        except Exception as exc:  # one bad image must not stop the batch
-            reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
-            failures.append({"file": job.source, "error": reason})
-            named = reason if job.source in reason else f"{job.source}: {reason}"
-            tqdm.write(f"{PROG}: {named}", file=sys.stderr)
+        if job.stem in used_stems:
+            clash = ValueError(f"output name {job.stem!r} already used by {used_stems[job.stem]}")
+            failures.append(failure_entry(job.source, clash))
             continue
-        images.append(entry)
-        if not args.quiet:
-            tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s")
+        used_stems[job.stem] = job.source
+        entry, failure = segment_job(job, segmenter, fov, args.output_dir, kinds, args.quiet)
+        if failure is None:
+            images.append(entry)
+        else:
+            failures.append(failure)
 
-    summary = {
-        "tool": PROG,
-        "bundle": bundle_summary(segmenter),
-        "backend": segmenter.backend.name,
-        "precision": segmenter.backend.precision,
-        "threshold": segmenter.threshold,
-        "fov": args.fov,
-        "succeeded": len(images),
-        "failed": len(failures),
-        "images": images,
-        "failures": failures,
-    }
-    demo = [e["demo_scores"] for e in images if "demo_scores" in e]
-    if demo:
-        summary["demo"] = demo[0]
+    summary = build_summary(segmenter, args.fov, images, failures)
     try:
         write_json(args.output_dir / "summary.json", summary)
     except OSError as exc:
