@@ -66,7 +66,7 @@ def bundle_meta(ckpt: dict, model: nn.Module, name: str, opset: int) -> dict:
         "preprocess": dict(ckpt["preprocess"]),
         "tiling": {"tile": int(tiling["tile"]), "overlap": int(tiling["overlap"])},
         "output": {"name": OUTPUT_NAME, "classes": CLASSES, "vessel_index": VESSEL_INDEX, "activation": "softmax"},
-        "threshold": THRESHOLD,
+        "threshold": float(ckpt.get("threshold", THRESHOLD)),  # chosen on validation by train.threshold
         "architecture": {**ckpt["model_spec"], "parameters": count_parameters(model)},
         "training": {"config": ckpt.get("config", {}), "epoch": ckpt.get("epoch"), "seed": ckpt.get("seed")},
         "metrics": {"source": "checkpoint (validation split)", **metrics} if metrics else {},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from fundus_vessels.runtime.decode import ImageDecodeError, decode_image, is_gif, is_jpeg
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm", ".dcm", ".dicom")
 
 
 class ImageReadError(ValueError):
@@ -20,43 +22,29 @@ class ImageReadError(ValueError):
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as RGB (or gray) numpy array, keeping 16-bit depth; GIFs go through Pillow."""
+    """Read an image as RGB (or gray) numpy array, keeping 16-bit depth; alpha is dropped.
+
+    A file whose decoder reports any warning or error is refused (:mod:`fundus_vessels.runtime.decode`).
+    """
     p = Path(path)
     if not p.is_file():
         raise ImageReadError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise ImageReadError(f"{p}: file is empty")
-    image = None
-    if p.suffix.lower() != ".gif":
-        data = np.fromfile(p, dtype=np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        image = _read_with_pillow(p)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA) if p.suffix.lower() != ".gif" else image
-        image = image[:, :, :3]
-    elif image.ndim == 3 and image.shape[2] == 3 and p.suffix.lower() != ".gif":
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    from fundus_vessels.runtime import dicom  # imports this module; pydicom itself only when a file is DICOM
+
+    if dicom.is_dicom(p):
+        return dicom.read_dicom_image(p)
+    data = p.read_bytes()
+    try:
+        image = decode_image(data)
+    except ImageDecodeError as exc:
+        raise ImageReadError(f"{p}: {exc}") from exc
     if image.size == 0:
         raise ImageReadError(f"{p}: image has no pixels")
+    if not (is_gif(data) or is_jpeg(data)) and image.ndim == 3:  # OpenCV's BGR(A) -> RGB
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(image)
-
-
-def _read_with_pillow(p: Path) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - pillow is in the runtime extra
-        raise ImageReadError(f"{p}: cannot decode (OpenCV failed and Pillow is not installed)") from exc
-    try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode in ("P", "PA", "1", "LA"):
-                im = im.convert("L") if im.mode in ("1", "L", "LA") else im.convert("RGB")
-            elif im.mode not in ("L", "RGB", "RGBA", "I;16", "I"):
-                im = im.convert("RGB")
-            return np.array(im)
-    except Exception as exc:  # Pillow raises many types for bad files
-        raise ImageReadError(f"{p}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
 
 
 def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
@@ -90,6 +78,14 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def stale_temporaries(path: str | os.PathLike, suffix: str = ".tmp") -> list[Path]:
+    """Temporary files :func:`atomic_output` left beside ``path`` when its writer was killed."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*{suffix}"))
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

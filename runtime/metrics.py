@@ -79,6 +79,24 @@ def auc_roc(truth: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def threshold_sweep(truth: np.ndarray, score: np.ndarray, thresholds: np.ndarray) -> list[dict[str, float]]:
+    """Pooled scores of ``score >= t`` against ``truth`` for each threshold ``t`` (one sort, exact counts)."""
+    t = np.asarray(truth, dtype=bool).ravel()
+    s = np.asarray(score, dtype=np.float64).ravel()
+    vessel, background = np.sort(s[t]), np.sort(s[~t])
+    rows = []
+    for threshold in np.asarray(thresholds, dtype=np.float64):
+        tp = vessel.size - int(np.searchsorted(vessel, threshold, side="left"))
+        fp = background.size - int(np.searchsorted(background, threshold, side="left"))
+        rows.append({"threshold": float(threshold), **scores_from_counts(tp, fp, vessel.size - tp, background.size - fp)})
+    return rows
+
+
+def choose_threshold(sweep: list[dict[str, float]], score: str = "miou") -> dict[str, float]:
+    """The row of a :func:`threshold_sweep` with the highest ``score`` (the lowest threshold on ties)."""
+    return max(sweep, key=lambda row: (row[score], -row["threshold"]))
+
+
 class SegmentationEvaluator:
     """Scores a split: pooled confusion matrix, per-image scores, pooled AUC (FOV or whole image)."""
 
@@ -102,6 +120,10 @@ class SegmentationEvaluator:
         self._truths.append(truth_in)
         self._scores.append(prob_in)
         return scores
+
+    def sweep(self, thresholds: np.ndarray) -> list[dict[str, float]]:
+        """Pooled scores of every added image at each of ``thresholds`` (see :func:`threshold_sweep`)."""
+        return threshold_sweep(np.concatenate(self._truths), np.concatenate(self._scores), thresholds)
 
     def summary(self) -> dict:
         """``{"pooled": ..., "per_image_mean": ..., "per_image": ...}``."""

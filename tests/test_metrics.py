@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fundus_vessels.runtime.metrics import ConfusionMatrix, SegmentationEvaluator, auc_roc
+from fundus_vessels.runtime.metrics import (
+    ConfusionMatrix,
+    SegmentationEvaluator,
+    auc_roc,
+    choose_threshold,
+    threshold_sweep,
+)
 
 TRUTH = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]], dtype=bool)
 SCORES = np.array(
@@ -62,3 +68,16 @@ def test_evaluator_pools_over_images() -> None:
     assert summary["confusion_matrix"]["tn_fp_fn_tp"] == [18, 4, 4, 6]
     assert summary["pooled"]["miou"] == pytest.approx(51 / 91)
     assert summary["pooled"]["auc"] == pytest.approx(0.9)
+
+
+def test_threshold_sweep_matches_the_confusion_matrix_at_each_threshold() -> None:
+    thresholds = np.array([0.35, 0.5, 0.65])
+    rows = threshold_sweep(TRUTH, SCORES, thresholds)
+    for row, threshold in zip(rows, thresholds, strict=True):
+        cm = ConfusionMatrix()
+        cm.update(TRUTH, SCORES >= threshold)
+        assert row == pytest.approx(cm.compute() | {"threshold": threshold})
+    # at 0.5: the hand-worked example above; at 0.35 the two .4 vessels join (TP 5, FP 2)
+    assert rows[1]["miou"] == pytest.approx(EXPECTED["miou"])
+    assert rows[0]["sensitivity"] == 1.0
+    assert choose_threshold(rows)["threshold"] == 0.35

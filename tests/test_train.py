@@ -186,7 +186,8 @@ def test_torchrun_two_cpu_processes_write_one_set_of_files(tmp_path: Path, folde
         "2",
         "--master-port",
         "29517",
-        str(REPO / "train" / "run.py"),
+        "-m",
+        "fundus_vessels.train.run",
         "--preset",
         "improved",
         "--data",
@@ -205,7 +206,7 @@ def test_torchrun_two_cpu_processes_write_one_set_of_files(tmp_path: Path, folde
     assert [r["step"] for r in step_recs] == [1, 2]
     assert all(np.isfinite(r["loss"]) for r in step_recs)
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
-        ["best.pt", "config.yaml", "last.pt", "log.jsonl", "loss_curve.png", "metrics.json"]
+        ["best.pt", "config.yaml", "last.pt", "log.jsonl", "loss_curve.png", "metrics.json", "threshold.json"]
     )
 
 
@@ -215,3 +216,36 @@ def test_validation_split_is_by_subject(data_root: Path) -> None:
     assert {s.group for s in train}.isdisjoint({s.group for s in val})
     assert len(train) + len(val) == 40
     assert {s.dataset for s in val} == {"drive", "chase"}
+
+
+def test_resume_without_a_usable_checkpoint_says_what_to_do(
+    tmp_path: Path, folder_data: str, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--preset", "improved", "--data", folder_data, *TINY, "--epochs", "1", "--out", str(tmp_path)]
+    assert train_main([*args, "--resume"]) == 2  # killed before its first checkpoint
+    assert "nothing to resume" in capsys.readouterr().err
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    assert train_main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt: not a readable checkpoint" in err and "without --resume" in err
+    assert "Traceback" not in err
+
+
+def test_a_resumed_run_logs_each_step_once_and_removes_stale_temporaries(tmp_path: Path, folder_data: str) -> None:
+    args = ["--preset", "improved", "--data", folder_data, *TINY, "--epochs", "2", "--checkpoint-every", "2"]
+    out = tmp_path / "run"
+    assert train_main([*args, "--max-steps", "3", "--out", str(out)]) == 0
+    # as if killed after step 3 (logged) with the last checkpoint at step 2, and mid-save
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["step"] == 3
+    stale = out / ".last.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    two = {**ckpt, "step": 2}
+    torch.save(two, out / "last.pt")
+    assert train_main([*args, "--out", str(out), "--resume"]) == 0
+    assert not stale.exists()
+    steps = [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()]
+    step_recs = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    logged = [r["step"] for r in step_recs if r["kind"] == "step"]
+    assert logged == sorted(set(logged)), f"steps logged twice: {steps}"
+    assert logged[-1] == 8

@@ -13,9 +13,15 @@ import os
 from pathlib import Path
 
 import torch
-from fundus_vessels.runtime.imageio import atomic_output
+from fundus_vessels.runtime.imageio import atomic_output, stale_temporaries
 from fundus_vessels.train.models import build_model
 from torch import nn
+
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing or unreadable, with what to do about it."""
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
@@ -30,9 +36,37 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"{p}: checkpoint not found")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(f"{p}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    if isinstance(ckpt, dict) and "threshold" not in ckpt:
+        ckpt["threshold"] = float(ckpt.get("config", {}).get("threshold", 0.5))
+    return ckpt
+
+
+def load_resume_checkpoint(out: Path) -> dict:
+    """``out/last.pt`` for ``--resume``; a missing or broken file says what to do instead."""
+    path = Path(out) / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: nothing to resume (the run stopped before its first checkpoint, or --out is wrong); "
+            "start the run again without --resume"
+        )
+    try:
+        return load_checkpoint(path)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{exc}; the file is damaged: delete it and start again without --resume "
+            f"(best.pt in {path.parent} holds the best weights so far)"
+        ) from exc
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete temporary checkpoint files left by a run killed while saving; returns what was removed."""
+    removed = [tmp for name in CHECKPOINT_NAMES for tmp in stale_temporaries(Path(out) / name)]
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
+    return removed
 
 
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:

@@ -45,10 +45,12 @@ def score_samples(
     out_dir: Path | None = None,
     panels: int = 0,
     progress: bool = False,
+    sweep: np.ndarray | None = None,
 ) -> dict:
     """Score whole images whose vessel probability comes from ``probability_of(sample, enhanced)``.
 
-    Writes probability maps and the first ``panels`` figures under ``out_dir`` when given.
+    Writes probability maps and the first ``panels`` figures under ``out_dir`` when given. With
+    ``sweep`` (thresholds), ``fov.threshold_sweep`` holds the pooled FOV scores at each of them.
     """
     fov_eval = SegmentationEvaluator(threshold, use_fov=True)
     whole_eval = SegmentationEvaluator(threshold, use_fov=False)
@@ -61,10 +63,13 @@ def score_samples(
             write_image(out_dir / "prob" / f"{s.name}_prob.png", np.round(prob * 255).astype(np.uint8))
             if i < panels:
                 plot_panel(s.image, enhanced, s.label, prob, threshold, s.name, out_dir / "panels" / f"{s.name}.png")
+    fov = fov_eval.summary()
+    if sweep is not None:
+        fov["threshold_sweep"] = fov_eval.sweep(sweep)
     return {
         "protocol": PROTOCOL.format(threshold=threshold, **tiling),
         "images": [s.name for s in samples],
-        "fov": fov_eval.summary(),
+        "fov": fov,
         "whole_image": whole_eval.summary(),
     }
 
@@ -80,15 +85,16 @@ def evaluate_samples(
     panels: int = 0,
     batch: int = 4,
     progress: bool = False,
+    sweep: np.ndarray | None = None,
 ) -> dict:
-    """Run ``model`` over whole images (tiling + stitching) and score them."""
+    """Run ``model`` over whole images (tiling + stitching) and score them (``sweep``: see :func:`score_samples`)."""
     model.eval()
     predict = torch_predictor(model, device)
 
     def probability_of(sample: Sample, enhanced: np.ndarray) -> np.ndarray:
         return predict_plane(normalise(enhanced, preprocess), predict, tiling["tile"], tiling["overlap"], batch)
 
-    return score_samples(samples, probability_of, preprocess, tiling, threshold, out_dir, panels, progress)
+    return score_samples(samples, probability_of, preprocess, tiling, threshold, out_dir, panels, progress, sweep)
 
 
 def prediction_reader(folder: Path) -> ProbabilitySource:
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         tiling = dict(ckpt["tiling"])
         if args.overlap is not None:
             tiling["overlap"] = args.overlap
-        threshold = float(ckpt.get("config", {}).get("threshold", 0.5))
+        threshold = float(ckpt["threshold"])
         metrics = evaluate_samples(
             model,
             samples,
