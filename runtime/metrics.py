@@ -88,7 +88,9 @@ def threshold_sweep(truth: np.ndarray, score: np.ndarray, thresholds: np.ndarray
     for threshold in np.asarray(thresholds, dtype=np.float64):
         tp = vessel.size - int(np.searchsorted(vessel, threshold, side="left"))
         fp = background.size - int(np.searchsorted(background, threshold, side="left"))
-        rows.append({"threshold": float(threshold), **scores_from_counts(tp, fp, vessel.size - tp, background.size - fp)})
+        rows.append(
+            {"threshold": float(threshold), **scores_from_counts(tp, fp, vessel.size - tp, background.size - fp)}
+        )
     return rows
 
 

@@ -75,7 +75,7 @@ def test_threshold_sweep_matches_the_confusion_matrix_at_each_threshold() -> Non
     rows = threshold_sweep(TRUTH, SCORES, thresholds)
     for row, threshold in zip(rows, thresholds, strict=True):
         cm = ConfusionMatrix()
-        cm.update(TRUTH, SCORES >= threshold)
+        cm.update(TRUTH, threshold <= SCORES)
         assert row == pytest.approx(cm.compute() | {"threshold": threshold})
     # at 0.5: the hand-worked example above; at 0.35 the two .4 vessels join (TP 5, FP 2)
     assert rows[1]["miou"] == pytest.approx(EXPECTED["miou"])
