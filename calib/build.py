@@ -6,12 +6,22 @@ import os
 import tempfile
 from pathlib import Path
 
-from fundus_vessels.calib.check import DEFAULT_GATE, Gate, accuracy_gate
+import onnx
+from fundus_vessels.calib.check import DEFAULT_GATE, CalibrationError, Gate, accuracy_gate
 from fundus_vessels.calib.quantize import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION, quantize_int8
+from fundus_vessels.calib.tensorrt_rules import tensorrt_int8_problems
 from fundus_vessels.calib.tiles import TileSet
 from fundus_vessels.runtime.backends.ort import open_session, session_predictor
 from fundus_vessels.runtime.bundle import load_bundle
 from fundus_vessels.runtime.imageio import write_bytes
+
+
+def require_tensorrt_rules(path: Path, float_nodes: list[str]) -> None:
+    """Raise :class:`CalibrationError` when the TensorRT file breaks TensorRT's explicit-quantization rules."""
+    problems = tensorrt_int8_problems(onnx.load(str(path)), float_nodes)
+    if problems:
+        shown = "; ".join(problems[:5])
+        raise CalibrationError(f"{path.name}: TensorRT would reject it: {shown} ({len(problems)} problem(s))")
 
 
 def add_int8(
@@ -45,6 +55,8 @@ def add_int8(
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / TARGET_FILES[target]
         settings = quantize_int8(fp32_path, candidate, calibration.tiles, method, target)
+        if target == "tensorrt":
+            require_tensorrt_rules(candidate, settings["float_nodes"])
         v = bundle.vessel_index
         fp32, int8 = (session_predictor(open_session(path), v, str(path)) for path in (fp32_path, candidate))
         check = accuracy_gate(fp32, int8, heldout.tiles, heldout.fov, gate)

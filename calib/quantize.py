@@ -46,6 +46,8 @@ TENSORRT_FLOAT_REASONS = {
     "input_conv": "reads the 8-bit input plane in [-1, 1]: symmetric INT8 (step 1/127) halves its 255 levels",
     "output_end": "head, its input conv + activation and the output op: the logit difference decides the mask at p=0.5",
 }
+# how the TensorRT file keeps its biases (recorded in model.json; TensorRT fuses float biases into the INT8 conv)
+BIAS_FLOAT = "float: TensorRT's DequantizeLinear takes INT8/FP8/INT4, not INT32 (QuantizeBias off)"
 # tiles per calibration pass: the calibrators hold every activation of a pass in memory
 PASS_TILES = 4
 
@@ -84,6 +86,30 @@ def float_nodes(graph: onnx.ModelProto) -> list[str]:
     return keep
 
 
+def unshare_float_weights(model: onnx.ModelProto, float_nodes: list[str]) -> int:
+    """Give each float node its own copy of a constant it shares with a quantized node; returns copies made.
+
+    Export deduplicates equal initializers, so a float conv and a quantized one may read one weight
+    tensor; the quantizer then feeds both the dequantized INT8 copy and the float node is not float.
+    """
+    floats = set(float_nodes)
+    inits = {t.name: t for t in model.graph.initializer}
+    quantized_reads = {name for n in model.graph.node if n.name not in floats for name in n.input if name in inits}
+    copies = 0
+    for node in model.graph.node:
+        if node.name not in floats:
+            continue
+        for i, name in enumerate(node.input):
+            if name in quantized_reads:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}_float_{copies}"
+                model.graph.initializer.append(copy)
+                node.input[i] = copy.name
+                copies += 1
+    return copies
+
+
 def pass_size(count: int) -> int:
     """Largest divisor of ``count`` up to :data:`PASS_TILES` (the quantizer needs equal passes)."""
     return max(d for d in range(1, PASS_TILES + 1) if count % d == 0)
@@ -110,6 +136,7 @@ def quantize_int8(
             if n.name in ends or n.name in excluded
         }
         excluded = [name for name in reasons]
+        unshare_float_weights(graph, excluded)
         settings = {
             "target": target,
             "format": "QDQ",
@@ -118,6 +145,7 @@ def quantize_int8(
             "float_nodes": excluded,
             "float_reasons": reasons,
             "float_precision": "TensorRT runs the float nodes in FP16/FP32 (explicit-precision mixed graph)",
+            "bias": BIAS_FLOAT,
         }
         activation_type, symmetric, reduce_range = QuantType.QInt8, True, False
     else:
@@ -147,6 +175,8 @@ def quantize_int8(
                 "ActivationSymmetric": symmetric,
                 "WeightSymmetric": True,
                 "CalibStridedMinMax": pass_size(len(tiles)),  # calibrate in passes (any method)
+                # TensorRT dequantizes INT8/FP8/INT4 only: an INT32 bias DequantizeLinear fails its parser
+                "QuantizeBias": target != "tensorrt",
             },
         )
         write_bytes(out_path, target_path.read_bytes())

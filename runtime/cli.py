@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, help="training checkpoint (torch backend only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
     parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="run every backend/precision available here vs ONNX Runtime CPU FP32; writes OUTDIR/self-test.json",
+    )
     return parser
 
 
@@ -236,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
+    if args.self_test:
+        from fundus_vessels.runtime.selftest import command
+
+        return command(args.model, args.output_dir, args.threads, PROG)
     try:
         segmenter, fov, kinds = setup(args)
     except UsageError as exc:

@@ -12,7 +12,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 from fundus_vessels.export.cli import main
-from fundus_vessels.export.engine import Device, Profile, engine_path, is_current, sidecar, sidecar_path
 from fundus_vessels.export.metadata import json_safe
 from fundus_vessels.export.onnx_export import SHAPE_OPS, export_bundle, op_counts
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
@@ -215,28 +214,6 @@ def _has_tensorrt() -> bool:
     return True
 
 
-def test_engine_cache_key_and_rebuild_rule(tmp_path: Path) -> None:
-    device = Device("NVIDIA H100 80GB HBM3", (9, 0), "10.3.0")
-    path = engine_path(tmp_path, device, "fp16")
-    assert path == tmp_path / "engines" / "nvidia-h100-80gb-hbm3-sm90-trt10.3.0-fp16.engine"
-    assert engine_path(tmp_path, Device("Orin", (8, 7), "11.0.0"), "int8").name == "orin-sm87-trt11.0.0-int8.engine"
-    wanted = sidecar(device, "fp16", tmp_path / "model.fp16.onnx", "abc", Profile(256, 8), 1024)
-    assert wanted["compute_capability"] == "9.0" and wanted["source_sha256"] == "abc"
-    assert not is_current(path, wanted)  # nothing built yet
-    path.parent.mkdir()
-    path.write_bytes(b"plan")
-    sidecar_path(path).write_text(json.dumps(wanted))
-    assert is_current(path, wanted)
-    assert not is_current(path, {**wanted, "source_sha256": "changed"})  # new model → rebuild
-    assert not is_current(path, sidecar(device, "fp16", tmp_path / "model.fp16.onnx", "abc", Profile(256, 16), 1024))
-
-
-def test_profile_shapes() -> None:
-    assert Profile(256, 8).shapes() == {"min": [1, 1, 256, 256], "opt": [8, 1, 256, 256], "max": [8, 1, 256, 256]}
-    with pytest.raises(ValueError):
-        Profile(256, 0).shapes()
-
-
 def test_export_bundle_without_static(tiny_checkpoint: Path, tmp_path: Path) -> None:
     root = export_bundle(tiny_checkpoint, tmp_path / "b", static=False)
     assert set(load_bundle(root).meta["files"]) == {"fp32"}
@@ -247,7 +224,7 @@ def test_build_engine_with_tensorrt(bundle_dir: Path) -> None:
     from fundus_vessels.export.engine import build_engine
 
     path = build_engine(bundle_dir, "fp16", max_batch=4)
-    assert path.is_file() and sidecar_path(path).is_file()
+    assert path.is_file() and path.with_suffix(".json").is_file()
     assert build_engine(bundle_dir, "fp16", max_batch=4).stat().st_mtime == path.stat().st_mtime  # cached
 
 

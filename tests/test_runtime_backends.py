@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fundus_vessels.runtime.backends import BackendError, create_backend, resolve_backend
-from fundus_vessels.runtime.backends.trt import engine_filename, tensorrt_status
+from fundus_vessels.runtime.backends.trt import tensorrt_status
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
 
 TOLERANCE = 1e-4  # probabilities
@@ -46,11 +46,6 @@ def test_tensorrt_absent_is_a_clear_error(tiny_bundle: Path) -> None:
         pytest.skip("TensorRT is available here")
     with pytest.raises(BackendError, match="TensorRT backend unavailable"):
         create_backend("trt", load_bundle(tiny_bundle), "fp16")
-
-
-def test_engine_cache_name_names_gpu_capability_and_version() -> None:
-    name = engine_filename("NVIDIA H100 80GB HBM3", (9, 0), "10.3.0", "fp16")
-    assert name == "nvidia-h100-80gb-hbm3-sm90-trt10.3.0-fp16.engine"
 
 
 def test_missing_precision_names_what_the_bundle_has(tiny_bundle: Path) -> None:
@@ -111,17 +106,3 @@ def test_bundle_for_other_input_channels_is_refused(tiny_bundle: Path, tmp_path:
     (copy / "model.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="channels 3"):
         load_bundle(copy)
-
-
-def test_engine_built_from_another_onnx_is_stale(tiny_bundle: Path, tmp_path: Path) -> None:
-    from fundus_vessels.runtime.backends.trt import engine_is_stale
-
-    bundle = load_bundle(tiny_bundle)
-    engine = tmp_path / "gpu-sm90-trt10.3.0-fp32.engine"
-    engine.write_bytes(b"engine")
-    assert not engine_is_stale(engine, bundle, "fp32"), "no sidecar: trusted"
-    sidecar = engine.with_suffix(".json")
-    sidecar.write_text(json.dumps({"source_sha256": bundle.meta["files"]["fp32"]["sha256"]}))
-    assert not engine_is_stale(engine, bundle, "fp32")
-    sidecar.write_text(json.dumps({"source_sha256": "0" * 64}))
-    assert engine_is_stale(engine, bundle, "fp32")

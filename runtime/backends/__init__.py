@@ -2,11 +2,12 @@
 
 Each backend module is imported only when chosen, so ``runtime`` runs without torch, TensorRT or
 CUDA installed. ``auto`` picks TensorRT when it runs here and the bundle holds an engine for this
-GPU, else ONNX Runtime.
+GPU, else ONNX Runtime; a TensorRT backend that fails to start falls back to ONNX Runtime.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib.metadata import entry_points
 
@@ -41,7 +42,10 @@ def create_backend(
     """Build backend ``name`` for ``bundle`` at ``precision`` (``checkpoint`` only for ``torch``)."""
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    name = resolve_backend(name, bundle, precision)
+    chosen = resolve_backend(name, bundle, precision)
+    if name == "auto" and chosen == "trt":
+        return _tensorrt_or_ort(bundle, precision, threads)
+    name = chosen
     if name == "ort":
         from fundus_vessels.runtime.backends.ort import OrtBackend
 
@@ -55,6 +59,18 @@ def create_backend(
 
         return TensorRTBackend(bundle, precision, threads)
     return plugin_backend(name)(bundle, precision, threads, checkpoint)
+
+
+def _tensorrt_or_ort(bundle: Bundle, precision: str, threads: int | None) -> Backend:
+    """``auto`` with an engine for this GPU: TensorRT, or ONNX Runtime (with a warning) if TensorRT fails to start."""
+    from fundus_vessels.runtime.backends.ort import OrtBackend
+    from fundus_vessels.runtime.backends.trt import TensorRTBackend
+
+    try:
+        return TensorRTBackend(bundle, precision, threads)
+    except (RuntimeError, OSError) as exc:  # BackendError, or TensorRT's own errors
+        logging.getLogger(__name__).warning("backend auto: TensorRT failed to start (%s); using ONNX Runtime", exc)
+    return OrtBackend(bundle, precision, threads)
 
 
 def plugin_backend(name: str) -> type:

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: CPU always; TensorRT / CUDA execution providers when installed.
+"""ONNX Runtime backend: CPU always; TensorRT / CUDA execution providers when installed and loaded.
 
 :func:`open_session` and :func:`session_predictor` are the one way this project runs an ONNX file
 in ONNX Runtime: the backend below, and INT8 calibration, its report and parity checks, use them.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from fundus_vessels.runtime.backends.base import BackendError, require_precision, vessel_channel
+from fundus_vessels.runtime.backends.engines import MAX_BATCH
+from fundus_vessels.runtime.backends.ort_providers import TENSORRT_EP, ProviderSpec, provider_specs
 from fundus_vessels.runtime.bundle import Bundle, BundleError
 from fundus_vessels.runtime.inference import TilePredictor
 
@@ -28,14 +31,14 @@ def default_providers() -> list[str]:
 
 def open_session(
     path: str | os.PathLike,
-    providers: Sequence[str] = CPU_ONLY,
+    providers: Sequence[ProviderSpec] = CPU_ONLY,
     threads: int | None = None,
     optimized_path: str | os.PathLike | None = None,
 ) -> ort.InferenceSession:
     """An inference session on ``path``; raises :class:`BundleError` naming the file if it cannot load.
 
     Args:
-        providers: execution providers, preferred first (default: the CPU only).
+        providers: execution providers, preferred first, each a name or (name, options) (default: the CPU only).
         threads: intra-op threads (None or 0: ONNX Runtime's default, one per physical core).
         optimized_path: also save the graph after ONNX Runtime's fusions there (to inspect it).
     """
@@ -76,15 +79,25 @@ def session_predictor(session: ort.InferenceSession, vessel_index: int = 1, labe
     return predict
 
 
-def onnx_precision_key(bundle: Bundle, precision: str, providers: list[str]) -> str:
-    """Which bundle file serves ``precision``: on a CPU-only ORT, INT8 uses the CPU-tuned file.
+def open_backend_session(
+    bundle: Bundle, precision: str, threads: int | None = None
+) -> tuple[Path, ort.InferenceSession]:
+    """The bundle file serving ``precision`` and its session, chosen from the providers that actually loaded.
 
     ``model.int8.onnx`` (symmetric INT8, what TensorRT builds from) runs slower than FP32 on CPUs
     without VNNI; ``model.int8cpu.onnx`` (uint8 activations, narrow layers in FP32) is the fast one.
+    A GPU provider that is installed but fails to load (no device, wrong CUDA) leaves the CPU only,
+    so the CPU file is then opened instead.
     """
-    if precision == "int8" and providers == ["CPUExecutionProvider"] and bundle.has("int8_cpu"):
-        return "int8_cpu"
-    return precision
+    providers = default_providers()
+    cpu_file = precision == "int8" and bundle.has("int8_cpu")
+    key = "int8_cpu" if cpu_file and providers == list(CPU_ONLY) else precision
+    path = bundle.model_path(key)
+    session = open_session(path, provider_specs(providers, bundle, key), threads)
+    if key == "int8" and cpu_file and session.get_providers() == list(CPU_ONLY):
+        path = bundle.model_path("int8_cpu")
+        session = open_session(path, CPU_ONLY, threads)
+    return path, session
 
 
 class OrtBackend:
@@ -95,9 +108,9 @@ class OrtBackend:
     def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int | None = None) -> None:
         require_precision(self.name, precision, ("fp32", "fp16", "int8"))
         self.precision = precision
-        providers = default_providers()
-        self.model_path = bundle.model_path(onnx_precision_key(bundle, precision, providers))
-        self.session = open_session(self.model_path, providers, threads)
+        self.model_path, self.session = open_backend_session(bundle, precision, threads)
+        # TensorRT's profile takes at most MAX_BATCH tiles; bigger batches are split
+        self.max_batch = MAX_BATCH if TENSORRT_EP in self.providers else None
         model_input = self.session.get_inputs()[0]
         channels = model_input.shape[1] if len(model_input.shape) == 4 else None
         if channels != bundle.in_channels:
@@ -112,4 +125,7 @@ class OrtBackend:
         return self.session.get_providers()
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
-        return self._predict(tiles)
+        step = self.max_batch or len(tiles) or 1
+        if len(tiles) <= step:
+            return self._predict(tiles)
+        return np.concatenate([self._predict(tiles[i : i + step]) for i in range(0, len(tiles), step)])
