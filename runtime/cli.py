@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, sha256_file
 from fundus_vessels.runtime.imageio import (
@@ -27,7 +28,7 @@ from fundus_vessels.runtime.imageio import (
 )
 from fundus_vessels.runtime.inference import DEFAULT_BATCH
 from fundus_vessels.runtime.metrics import ConfusionMatrix
-from fundus_vessels.runtime.outputs import SAVE_KINDS, save_outputs
+from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from tqdm import tqdm
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="field-of-view mask; tiles holding no FOV pixel are not run (probability 0 there)",
     )
     parser.add_argument("--threshold", type=float, help="vessel if probability >= T (default: model.json)")
-    parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay")
+    parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay,dicom-seg")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="tiles per model call")
     parser.add_argument("--threads", type=int, help="inference threads (default: library default)")
     parser.add_argument("--checkpoint", type=Path, help="training checkpoint (torch backend only)")
@@ -79,14 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every backend/precision available here vs ONNX Runtime CPU FP32; writes OUTDIR/self-test.json",
     )
+    parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
+    parser.add_argument("--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN")
+    parser.add_argument("--watch-poll", action="store_true", help="--watch by polling (network shares)")
+    parser.add_argument("--settle", type=float, default=2.0, help="--watch: seconds a file must stay unchanged")
     return parser
 
 
 def parse_save(value: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in value.split(",") if k.strip())
-    unknown = sorted(set(kinds) - set(SAVE_KINDS))
+    choices = SAVE_KINDS + DICOM_KINDS
+    unknown = sorted(set(kinds) - set(choices))
     if unknown:
-        raise UsageError(f"--save: unknown output(s) {', '.join(unknown)}; choose from {', '.join(SAVE_KINDS)}")
+        raise UsageError(f"--save: unknown output(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
     return kinds
 
 
@@ -131,9 +137,14 @@ def demo_scores(job: Job, mask: np.ndarray) -> dict[str, float]:
     return matrix.compute()
 
 
-def run_job(job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: tuple[str, ...]) -> dict:
+def run_job(
+    job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: tuple[str, ...], keep_identifiers: bool = False
+) -> dict:
     """Read, segment and write one image; returns its summary entry (raises on failure)."""
     start = time.perf_counter()
+    source = dicom.read_header(job.path) if job.path is not None and dicom.is_dicom(job.path) else None
+    if source is None and "dicom-seg" in kinds:
+        raise ValueError(f"{job.source}: --save dicom-seg needs a DICOM input, this is not one")
     if job.image is None:
         image = read_image(job.path)
     else:
@@ -141,6 +152,9 @@ def run_job(job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: 
         write_image(out_dir / f"{job.stem}_input.png", image)
     result = segmenter.segment(image, fov)
     outputs = save_outputs(out_dir, job.stem, image, result, kinds)
+    if "dicom-seg" in kinds:
+        outputs["dicom-seg"] = f"{job.stem}{dicom.SEG_SUFFIX}"
+        dicom.write_segmentation(out_dir / outputs["dicom-seg"], source, result.mask, segmenter.bundle.root.name)
     entry = {
         "file": job.source,
         "width": int(image.shape[1]),
@@ -154,6 +168,8 @@ def run_job(job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: 
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "outputs": outputs,
     }
+    if source is not None:
+        entry["dicom"] = dicom.dicom_summary(source) | (dicom.dicom_identifiers(source) if keep_identifiers else {})
     if job.truth is not None:
         entry["demo_scores"] = demo_scores(job, result.mask)
     return entry
@@ -168,14 +184,20 @@ def failure_entry(source: str, exc: Exception) -> dict:
 
 
 def segment_job(
-    job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: tuple[str, ...], quiet: bool = False
+    job: Job,
+    segmenter: Segmenter,
+    fov: FovSpec,
+    out_dir: Path,
+    kinds: tuple[str, ...],
+    quiet: bool = False,
+    keep_identifiers: bool = False,
 ) -> tuple[dict | None, dict | None]:
     """:func:`run_job` for batch loops: ``(entry, None)`` on success, ``(None, failure)`` when the image failed.
 
     Any exception is caught (one bad image must not stop a batch) and reported on stderr.
     """
     try:
-        entry = run_job(job, segmenter, fov, out_dir, kinds)
+        entry = run_job(job, segmenter, fov, out_dir, kinds, keep_identifiers)
     except Exception as exc:
         return None, failure_entry(job.source, exc)
     if not quiet:
@@ -216,8 +238,10 @@ def bundle_summary(segmenter: Segmenter) -> dict:
 
 def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]]:
     """Everything that must succeed before the first image (else exit status 2)."""
-    if not args.inputs and not args.demo:
-        raise UsageError("no INPUT given (or use --demo)")
+    if args.watch is not None and (args.inputs or args.demo):
+        raise UsageError("--watch IN takes no INPUT and no --demo")
+    if not args.inputs and not args.demo and args.watch is None:
+        raise UsageError("no INPUT given (or use --demo or --watch IN)")
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -250,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.watch is not None:
+        from fundus_vessels.runtime.watch import watch_command
+
+        return watch_command(args, segmenter, fov, kinds)
 
     jobs, failures = collect_jobs(args.inputs, args.demo)
     for failure in failures:
@@ -261,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(failure_entry(job.source, clash))
             continue
         used_stems[job.stem] = job.source
-        entry, failure = segment_job(job, segmenter, fov, args.output_dir, kinds, args.quiet)
+        entry, failure = segment_job(job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers)
         if failure is None:
             images.append(entry)
         else:

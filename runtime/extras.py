@@ -10,7 +10,13 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
     "train": frozenset({"torch", "yaml", "matplotlib"}),
     "calib": frozenset({"onnx"}),
     "export": frozenset({"torch", "yaml", "matplotlib", "onnx", "onnxslim"}),
+    "clinic": frozenset({"pydicom", "highdicom", "watchdog", "pylibjpeg", "libjpeg", "openjpeg"}),
 }
+
+
+def extra_hint(extra: str, module: str) -> str:
+    """``needs the 'EXTRA' extra (MODULE is not installed): pip install ...``, to end a one-line message."""
+    return f"needs the '{extra}' extra ({module} is not installed): pip install 'fundus-vessels[{extra}]'"
 
 
 def run_with_extra(command: str, extra: str, run: Callable[[], int]) -> int:
@@ -21,8 +27,5 @@ def run_with_extra(command: str, extra: str, run: Callable[[], int]) -> int:
         top = (exc.name or "").split(".")[0]
         if top not in EXTRA_MODULES[extra]:
             raise
-        print(
-            f"{command}: needs the '{extra}' extra ({top} is not installed): pip install 'fundus-vessels[{extra}]'",
-            file=sys.stderr,
-        )
+        print(f"{command}: {extra_hint(extra, top)}", file=sys.stderr)
         return 2

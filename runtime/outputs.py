@@ -10,6 +10,7 @@ from fundus_vessels.runtime.pipeline import Result
 from fundus_vessels.runtime.preprocess import to_uint8
 
 SAVE_KINDS = ("mask", "prob", "overlay")
+DICOM_KINDS = ("dicom-seg",)  # written by the CLI from the DICOM source (fundus_vessels.runtime.dicom), not here
 OVERLAY_RGB = (0, 255, 0)
 OVERLAY_ALPHA_PERCENT = 65  # vessel pixels: (photo * 35 + colour * 65) / 100, rounded
 
@@ -37,14 +38,14 @@ def overlay_png(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def save_outputs(out_dir: Path, stem: str, photo: np.ndarray, result: Result, kinds: tuple[str, ...]) -> dict[str, str]:
-    """Write ``<stem>_<kind>.png`` for each kind; returns ``{kind: file name}``."""
+    """Write ``<stem>_<kind>.png`` for each image kind (others are skipped); returns ``{kind: file name}``."""
     render = {
         "mask": lambda: mask_png(result.mask),
         "prob": lambda: probability_png(result.probability),
         "overlay": lambda: overlay_png(photo, result.mask),
     }
     written = {}
-    for kind in kinds:
+    for kind in (k for k in kinds if k in render):
         name = f"{stem}_{kind}.png"
         write_image(out_dir / name, render[kind]())
         written[kind] = name
