@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from fundus_vessels.runtime.datasets import dataset_files
+from fundus_vessels.runtime.datasets import dataset_files, split_groups
 from fundus_vessels.runtime.preprocess import PreprocessConfig, preprocess
 from fundus_vessels.runtime.tiling import make_grid, pad_to_grid
 
@@ -41,11 +41,16 @@ class TileSet:
 
 @dataclass
 class Image:
-    """One preprocessed plane and its FOV, padded to whole tiles."""
+    """One preprocessed plane and its FOV, padded to whole tiles; ``dataset``/``group`` for the held-out split."""
 
     name: str
     plane: np.ndarray
     fov: np.ndarray
+    dataset: str = "folder"
+    group: str = ""  # "": the image is its own group
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.name
 
 
 def region_of(fov_fraction: float) -> str:
@@ -100,20 +105,16 @@ def load_images(data_root: str | os.PathLike, datasets: list[str], config: Prepr
             photo, _, fov = sample.load()
             grid = make_grid(fov.shape, tile, 0)
             plane = pad_to_grid(preprocess(photo, config), grid)
-            images.append(Image(sample.name, plane, pad_to_grid(fov, grid)))
+            images.append(Image(sample.name, plane, pad_to_grid(fov, grid), sample.dataset, sample.group))
     return images
 
 
-def split_images(images: list[Image], rng: np.random.Generator) -> tuple[list[Image], list[Image]]:
-    """(calibration images, held-out images): a seeded ~20 % of each dataset is held out."""
-    calibration, heldout = [], []
-    for prefix in sorted({im.name.split("_")[0] for im in images}):
-        group = [im for im in images if im.name.startswith(prefix + "_")]
-        order = rng.permutation(len(group))
-        n_out = max(1, round(HELDOUT_FRACTION * len(group))) if len(group) > 1 else 0
-        heldout += [group[i] for i in order[:n_out]]
-        calibration += [group[i] for i in sorted(order[n_out:])]
-    return calibration, heldout
+def split_images(images: list[Image], seed: int) -> tuple[list[Image], list[Image]]:
+    """(calibration images, held-out images): the training split's rule (:func:`split_groups`), ~20 % held out.
+
+    A CHASE subject's two eyes fall on the same side, as in training's validation split.
+    """
+    return split_groups(images, HELDOUT_FRACTION, seed)
 
 
 def calibration_sets(
@@ -121,7 +122,7 @@ def calibration_sets(
 ) -> tuple[TileSet, TileSet]:
     """(calibration tiles, held-out check tiles) from the training images of ``datasets``."""
     rng = np.random.default_rng(seed)
-    calibration, heldout = split_images(load_images(data_root, datasets, config, tile), rng)
+    calibration, heldout = split_images(load_images(data_root, datasets, config, tile), seed)
     if not heldout:
         raise ValueError("need at least two training images per dataset to hold some out for the accuracy check")
     return sample_tiles(calibration, count, tile, rng), sample_tiles(heldout, max(8, count // 4), tile, rng)

@@ -1,27 +1,34 @@
-"""Where DRIVE and CHASE_DB1 keep their files: the one description of both layouts.
+"""Where labelled photographs live: DRIVE, CHASE_DB1 and a user's folder, the one description of each layout.
 
 Listing is cheap (paths only, each pair checked to exist); :meth:`SampleFiles.load` reads one
 sample. Training loads every sample eagerly from these lists; calibration, its report and the
-parity check read them one at a time.
+parity check read them one at a time. :func:`split_groups` is the one held-out split (training's
+validation split and calibration's accuracy check): it keeps a CHASE subject's two eyes together.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import numpy as np
 from fundus_vessels.runtime.fov import fov_from_image
-from fundus_vessels.runtime.imageio import ImageReadError, read_binary_mask, read_image
+from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_binary_mask, read_image
 
-DATASETS = ("drive", "chase")
+DATASETS = ("drive", "chase")  # and "folder:PATH"
+FOLDER_PREFIX = "folder:"
 SPLITS = ("training", "test")
 # CHASE_DB1 has no official split; subjects 01-10 train and 11-14 test is the common protocol
 CHASE_SUBJECTS = {"training": range(1, 11), "test": range(11, 15)}
 CHASE_PATTERN = re.compile(r"^Image_(\d{2})([LR])\.jpg$")
+
+
+G = TypeVar("G", bound="Grouped")
 
 
 class DatasetError(ValueError):
@@ -109,12 +116,67 @@ def chase_files(root: str | os.PathLike, subjects: Sequence[int] = CHASE_SUBJECT
     return files
 
 
+def folder_files(root: str | os.PathLike) -> list[SampleFiles]:
+    """A user's own data: ``images/`` and ``labels/`` with matching stems, optional ``masks/`` (else FOV computed)."""
+    root = Path(root)
+    image_dir, label_dir, mask_dir = root / "images", root / "labels", root / "masks"
+    for d in (image_dir, label_dir):
+        if not d.is_dir():
+            raise DatasetError(f"{d}: folder not found (expected images/ and labels/ under {root})")
+    labels = {p.stem: p for p in list_images(label_dir)}
+    images = list_images(image_dir)
+    unpaired = [p.name for p in images if p.stem not in labels]
+    unpaired += [p.name for s, p in labels.items() if s not in {i.stem for i in images}]
+    if unpaired:
+        raise DatasetError(f"{root}: unpaired images/labels: {', '.join(sorted(unpaired)[:10])}")
+    if not images:
+        raise DatasetError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    files = []
+    for image in images:
+        masks = sorted(mask_dir.glob(image.stem + ".*")) if mask_dir.is_dir() else []
+        files.append(
+            SampleFiles(image.stem, "folder", image.stem, image, labels[image.stem], masks[0] if masks else None)
+        )
+    return files
+
+
 def dataset_files(root: str | os.PathLike, dataset: str, split: str) -> list[SampleFiles]:
-    """Files of ``dataset`` (``drive`` or ``chase``) and ``split`` (``training`` or ``test``)."""
+    """Files of ``dataset`` (``drive``, ``chase`` or ``folder:PATH``) and ``split`` (``training`` or ``test``).
+
+    A folder has no split: it is returned whole for either.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {list(SPLITS)}")
     if dataset == "drive":
         return drive_files(root, split)
     if dataset == "chase":
         return chase_files(root, CHASE_SUBJECTS[split])
-    raise ValueError(f"unknown dataset {dataset!r}; choose from {list(DATASETS)}")
+    if dataset.startswith(FOLDER_PREFIX):
+        return folder_files(dataset[len(FOLDER_PREFIX) :])
+    raise DatasetError(f"unknown dataset {dataset!r}: use drive, chase or folder:PATH")
+
+
+class Grouped(Protocol):
+    """Anything a held-out split can sort: a dataset name and a group that stays whole."""
+
+    dataset: str
+    group: str
+
+
+def split_groups(items: Sequence[G], fraction: float, seed: int) -> tuple[list[G], list[G]]:
+    """``(kept, held out)``: a seeded ``fraction`` of each dataset's groups held out, in input order.
+
+    Groups are DRIVE images and CHASE subjects (both eyes together). Each dataset draws from its own
+    generator seeded by ``(seed, dataset)``, so ``drive`` and ``drive,chase`` hold out the same DRIVE
+    images; a dataset with a single group holds nothing out.
+    """
+    if fraction <= 0:
+        return list(items), []
+    held: set[tuple[str, str]] = set()
+    for dataset in sorted({item.dataset for item in items}):
+        rng = np.random.default_rng([seed, zlib.crc32(dataset.encode())])
+        groups = sorted({item.group for item in items if item.dataset == dataset})
+        n_out = max(1, round(fraction * len(groups))) if len(groups) > 1 else 0
+        held |= {(dataset, g) for g in rng.choice(groups, size=n_out, replace=False).tolist()} if n_out else set()
+    kept = [item for item in items if (item.dataset, item.group) not in held]
+    return kept, [item for item in items if (item.dataset, item.group) in held]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,17 +9,13 @@ from pathlib import Path
 import numpy as np
 from fundus_vessels.runtime.datasets import (
     CHASE_SUBJECTS,
-    DATASETS,
     DatasetError,
     SampleFiles,
     chase_files,
-    check_shapes,
     dataset_files,
     drive_files,
-    read_checked,
+    split_groups,
 )
-from fundus_vessels.runtime.fov import fov_from_image
-from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, list_images
 from fundus_vessels.runtime.preprocess import PreprocessConfig, enhance, normalise
 
 
@@ -56,67 +51,24 @@ def load_chase(root: Path, subjects: Sequence[int] = CHASE_SUBJECTS["training"])
     return load_files(chase_files(root, subjects))
 
 
-def load_folder(root: Path) -> list[Sample]:
-    """A user's own data: ``images/`` and ``labels/`` with matching stems, optional ``masks/``."""
-    root = Path(root)
-    image_dir, label_dir, mask_dir = root / "images", root / "labels", root / "masks"
-    for d in (image_dir, label_dir):
-        if not d.is_dir():
-            raise DatasetError(f"{d}: folder not found (expected images/ and labels/ under {root})")
-    labels = {p.stem: p for p in list_images(label_dir)}
-    images = list_images(image_dir)
-    unpaired = [p.name for p in images if p.stem not in labels]
-    unpaired += [p.name for s, p in labels.items() if s not in {i.stem for i in images}]
-    if unpaired:
-        raise DatasetError(f"{root}: unpaired images/labels: {', '.join(sorted(unpaired)[:10])}")
-    if not images:
-        raise DatasetError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    samples = []
-    for img_path in images:
-        image = read_checked(img_path)
-        label = read_checked(labels[img_path.stem], mask=True)
-        masks = [p for p in mask_dir.glob(img_path.stem + ".*")] if mask_dir.is_dir() else []
-        fov = read_checked(masks[0], mask=True) if masks else fov_from_image(image)
-        check_shapes(str(img_path), image, label, fov)
-        samples.append(Sample(img_path.stem, image, label, fov, img_path.stem, "folder", img_path))
-    return samples
-
-
 def load_datasets(names: Sequence[str], root: Path, split: str = "train") -> list[Sample]:
     """Load and concatenate datasets by name: ``drive``, ``chase`` or ``folder:PATH``.
 
     ``split="train"`` gives DRIVE 21–40 and CHASE subjects 01–10; ``"test"`` gives DRIVE 01–20 and
     CHASE 11–14 (absent here). Folders have no split and are always returned whole.
     """
-    samples: list[Sample] = []
-    for name in names:
-        if name in DATASETS:
-            samples += load_files(dataset_files(root, name, "training" if split == "train" else "test"))
-        elif name.startswith("folder:"):
-            samples += load_folder(Path(name.split(":", 1)[1]))
-        else:
-            raise DatasetError(f"unknown dataset {name!r}: use drive, chase or folder:PATH")
-    return samples
+    return load_files(
+        [f for name in names for f in dataset_files(root, name, "training" if split == "train" else "test")]
+    )
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out ``fraction`` of each dataset's groups (images, or subjects for CHASE) for validation.
 
-    Each dataset draws its held-out groups from its own generator seeded by ``(seed, dataset)``, so
-    runs on ``drive`` and on ``drive,chase`` validate on the same DRIVE images and can be compared.
+    :func:`fundus_vessels.runtime.datasets.split_groups`: runs on ``drive`` and on ``drive,chase``
+    validate on the same DRIVE images and can be compared.
     """
-    if fraction <= 0:
-        return samples, []
-    val_groups: set[str] = set()
-    for ds in sorted({s.dataset for s in samples}):
-        # one generator per dataset: DRIVE's held-out images are the same with or without CHASE beside it
-        rng = np.random.default_rng([seed, zlib.crc32(ds.encode())])
-        groups = sorted({s.group for s in samples if s.dataset == ds})
-        n_val = max(1, round(fraction * len(groups))) if len(groups) > 1 else 0
-        val_groups |= set(rng.choice(groups, size=n_val, replace=False).tolist()) if n_val else set()
-    train = [s for s in samples if s.group not in val_groups]
-    val = [s for s in samples if s.group in val_groups]
-    return train, val
+    return split_groups(samples, fraction, seed)
 
 
 @dataclass
