@@ -1,4 +1,4 @@
-"""``fundus-export``: onnx, fp16, build-engine, parity and record-metrics subcommands (one stage each)."""
+"""``fundus-export``: onnx, fp16, build-engine, parity, record-metrics and triton subcommands (one stage each)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,18 @@ def cmd_record_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_triton(args: argparse.Namespace) -> int:
+    def run() -> int:
+        from fundus_vessels.export.triton import ServingOptions, export_repository
+
+        options = ServingOptions(args.max_batch, args.queue_delay_us, args.instances, args.onnx_kind)
+        for config in export_repository(args.bundle, args.out, options, args.python_model):
+            print(f"wrote {config.parent}")
+        return 0
+
+    return run_with_extra("fundus-export triton", "triton", run)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fundus-export", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +114,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="key under model.json metrics, e.g. drive_test")
     p.add_argument("--command-line", help="the command that produced the metrics, kept with them")
     p.set_defaults(func=cmd_record_metrics)
+
+    p = sub.add_parser("triton", help="Triton model repository: onnxruntime_onnx model, tensorrt_plan per engine")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="model repository folder (models of this bundle replaced)")
+    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size (TensorRT: at most the engine profile's)")
+    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching: longest wait for a fuller batch")
+    p.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    p.add_argument("--onnx-kind", choices=("gpu", "cpu"), default="gpu", help="where the ONNX model's instances run")
+    p.add_argument("--python-model", action="store_true", help="also <name>_python: ONNX Runtime in the Python backend")
+    p.set_defaults(func=cmd_triton)
     return parser
 
 

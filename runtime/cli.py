@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="tiles per model call")
     parser.add_argument("--threads", type=int, help="inference threads (default: library default)")
     parser.add_argument("--checkpoint", type=Path, help="training checkpoint (torch backend only)")
+    parser.add_argument("--url", help="Triton server (triton backend only): [grpc://|http://]host:port[/model]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
     parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
     parser.add_argument(
@@ -251,7 +252,14 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
     prepare_output_dir(args.output_dir)
     try:
         segmenter = Segmenter(
-            args.model, args.backend, args.precision, args.threads, args.batch, args.threshold, args.checkpoint
+            args.model,
+            args.backend,
+            args.precision,
+            args.threads,
+            args.batch,
+            args.threshold,
+            args.checkpoint,
+            url=args.url,
         )
     except (BundleError, BackendError) as exc:
         raise UsageError(str(exc)) from exc

@@ -11,6 +11,8 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
     "calib": frozenset({"onnx"}),
     "export": frozenset({"torch", "yaml", "matplotlib", "onnx", "onnxslim"}),
     "clinic": frozenset({"pydicom", "highdicom", "watchdog", "pylibjpeg", "libjpeg", "openjpeg"}),
+    "triton": frozenset({"tritonclient", "google", "grpc", "geventhttpclient"}),
+    "ray": frozenset({"ray", "pyarrow"}),
 }
 
 

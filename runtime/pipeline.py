@@ -53,6 +53,7 @@ class Segmenter:
         batch: tiles per backend call; memory holds one batch plus two stitching planes.
         threshold: vessel if probability >= threshold (default: ``model.json``).
         checkpoint: training checkpoint for the ``torch`` backend.
+        url: Triton server for the ``triton`` backend (``[grpc://|http://]host:port[/model]``).
         skip_outside_fov: do not run tiles that hold no FOV pixel (their probability is 0; the
             mask and every pixel inside the FOV are unchanged). A 3504x2336 photograph with
             the usual dark side bands runs ~40 % fewer tiles, in ~35 % less time.
@@ -68,11 +69,12 @@ class Segmenter:
         threshold: float | None = None,
         checkpoint: str | os.PathLike | None = None,
         skip_outside_fov: bool = True,
+        url: str | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.backend: Backend = create_backend(backend, self.bundle, precision, threads, checkpoint)
+        self.backend: Backend = create_backend(backend, self.bundle, precision, threads, checkpoint, url)
         self.batch = batch
         self.threshold = self.bundle.threshold if threshold is None else float(threshold)
         self.skip_outside_fov = skip_outside_fov

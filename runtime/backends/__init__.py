@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from fundus_vessels.runtime.backends.base import Backend, BackendError
 from fundus_vessels.runtime.bundle import Bundle
 
-BACKENDS = ("auto", "ort", "trt", "opencv", "torch")
+BACKENDS = ("auto", "ort", "trt", "opencv", "triton", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
 PLUGIN_GROUP = "fundus_vessels.backends"
 
@@ -38,8 +38,9 @@ def create_backend(
     precision: str = "fp32",
     threads: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    url: str | None = None,
 ) -> Backend:
-    """Build backend ``name`` for ``bundle`` at ``precision`` (``checkpoint`` only for ``torch``)."""
+    """Build backend ``name`` for ``bundle`` at ``precision`` (``checkpoint``: ``torch`` only; ``url``: ``triton``)."""
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     chosen = resolve_backend(name, bundle, precision)
@@ -58,6 +59,10 @@ def create_backend(
         from fundus_vessels.runtime.backends.trt import TensorRTBackend
 
         return TensorRTBackend(bundle, precision, threads)
+    if name == "triton":
+        from fundus_vessels.runtime.backends.triton import TritonBackend
+
+        return TritonBackend(bundle, precision, threads, url)
     return plugin_backend(name)(bundle, precision, threads, checkpoint)
 
 
