@@ -2,7 +2,8 @@
 
 Writes ``<stem>_mask.png`` (0/255), ``<stem>_prob.png`` (round(p*255)), ``<stem>_overlay.png`` and
 ``summary.json`` into the output folder. Exit status: 0 all images done, 1 some failed,
-2 usage, bundle or output-folder error. The C++ ``fundus-infer`` follows the same contract.
+2 usage, bundle or output-folder error, plus 4 when ``--quality refuse`` refused some image
+(4: refused only, 5: refused and failed). The C++ ``fundus-infer`` follows the same contract.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fundus_vessels.runtime.inference import DEFAULT_BATCH
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
+from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_vessels, rounded
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from tqdm import tqdm
 
@@ -37,6 +39,7 @@ PROG = "fundus-infer"
 # failures whose message already says what is wrong; others are reported with their type
 EXPECTED_ERRORS = (ImageReadError, ValueError, OSError, BackendError)
 DEMO_STEM = "demo"
+EXIT_REFUSED = 4  # added to the exit status when --quality refuse refused an image
 
 
 class UsageError(ValueError):
@@ -69,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="field-of-view mask; tiles holding no FOV pixel are not run (probability 0 there)",
     )
     parser.add_argument("--threshold", type=float, help="vessel if probability >= T (default: model.json)")
+    parser.add_argument(
+        "--quality",
+        choices=QUALITY_MODES,
+        default="flag",
+        help="image quality gate: flag (segment, record the verdict), refuse (no vessel map for a rejected image), off",
+    )
     parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay,dicom-seg")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="tiles per model call")
     parser.add_argument("--threads", type=int, help="inference threads (default: library default)")
@@ -76,15 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="Triton server (triton backend only): [grpc://|http://]host:port[/model]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
     parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
+    parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
+    parser.add_argument("--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN")
+    parser.add_argument("--watch-poll", action="store_true", help="--watch by polling (network shares)")
+    parser.add_argument("--settle", type=float, default=2.0, help="--watch: seconds a file must stay unchanged")
     parser.add_argument(
         "--self-test",
         action="store_true",
         help="run every backend/precision available here vs ONNX Runtime CPU FP32; writes OUTDIR/self-test.json",
     )
-    parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
-    parser.add_argument("--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN")
-    parser.add_argument("--watch-poll", action="store_true", help="--watch by polling (network shares)")
-    parser.add_argument("--settle", type=float, default=2.0, help="--watch: seconds a file must stay unchanged")
     return parser
 
 
@@ -139,9 +148,19 @@ def demo_scores(job: Job, mask: np.ndarray) -> dict[str, float]:
 
 
 def run_job(
-    job: Job, segmenter: Segmenter, fov: FovSpec, out_dir: Path, kinds: tuple[str, ...], keep_identifiers: bool = False
+    job: Job,
+    segmenter: Segmenter,
+    fov: FovSpec,
+    out_dir: Path,
+    kinds: tuple[str, ...],
+    keep_identifiers: bool = False,
+    quality: str = "flag",
 ) -> dict:
-    """Read, segment and write one image; returns its summary entry (raises on failure)."""
+    """Read, grade, segment and write one image; returns its summary entry (raises on failure).
+
+    ``quality`` (:data:`QUALITY_MODES`): ``flag`` adds the gate's verdict to the entry, ``refuse``
+    also writes nothing for a rejected image (entry ``refused: true``), ``off`` skips the gate.
+    """
     start = time.perf_counter()
     source = dicom.read_header(job.path) if job.path is not None and dicom.is_dicom(job.path) else None
     if source is None and "dicom-seg" in kinds:
@@ -151,17 +170,16 @@ def run_job(
     else:
         image = job.image
         write_image(out_dir / f"{job.stem}_input.png", image)
+    report = None if quality == "off" else assess_image(image)
+    if report is not None and report.rejected and quality == "refuse":
+        return {**image_entry(job, image), "refused": True, "quality": rounded(report), "outputs": {}}
     result = segmenter.segment(image, fov)
     outputs = save_outputs(out_dir, job.stem, image, result, kinds)
     if "dicom-seg" in kinds:
         outputs["dicom-seg"] = f"{job.stem}{dicom.SEG_SUFFIX}"
         dicom.write_segmentation(out_dir / outputs["dicom-seg"], source, result.mask, segmenter.bundle.root.name)
     entry = {
-        "file": job.source,
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
-        "channels": 1 if image.ndim == 2 else int(image.shape[2]),
-        "bit_depth": int(image.dtype.itemsize * 8),
+        **image_entry(job, image),
         "backend": segmenter.backend.name,
         "precision": segmenter.backend.precision,
         "seconds": round(time.perf_counter() - start, 4),
@@ -169,11 +187,24 @@ def run_job(
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "outputs": outputs,
     }
+    if report is not None:
+        entry["quality"] = rounded(assess_vessels(report, result.mask, result.fov))
     if source is not None:
         entry["dicom"] = dicom.dicom_summary(source) | (dicom.dicom_identifiers(source) if keep_identifiers else {})
     if job.truth is not None:
         entry["demo_scores"] = demo_scores(job, result.mask)
     return entry
+
+
+def image_entry(job: Job, image: np.ndarray) -> dict:
+    """The summary entry's description of the input image."""
+    return {
+        "file": job.source,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "channels": 1 if image.ndim == 2 else int(image.shape[2]),
+        "bit_depth": int(image.dtype.itemsize * 8),
+    }
 
 
 def failure_entry(source: str, exc: Exception) -> dict:
@@ -192,22 +223,28 @@ def segment_job(
     kinds: tuple[str, ...],
     quiet: bool = False,
     keep_identifiers: bool = False,
+    quality: str = "flag",
 ) -> tuple[dict | None, dict | None]:
     """:func:`run_job` for batch loops: ``(entry, None)`` on success, ``(None, failure)`` when the image failed.
 
     Any exception is caught (one bad image must not stop a batch) and reported on stderr.
     """
     try:
-        entry = run_job(job, segmenter, fov, out_dir, kinds, keep_identifiers)
+        entry = run_job(job, segmenter, fov, out_dir, kinds, keep_identifiers, quality)
     except Exception as exc:
         return None, failure_entry(job.source, exc)
-    if not quiet:
-        tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s")
+    if entry.get("refused"):
+        tqdm.write(f"{PROG}: {job.source}: refused: {'; '.join(entry['quality']['reasons'])}", file=sys.stderr)
+    elif not quiet:
+        verdict = f", quality {entry['quality']['verdict']}" if "quality" in entry else ""
+        tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s{verdict}")
     return entry, None
 
 
-def build_summary(segmenter: Segmenter, fov: str, images: list[dict], failures: list[dict]) -> dict:
-    """The content of ``summary.json``: run settings, one entry per image, every failure."""
+def build_summary(
+    segmenter: Segmenter, fov: str, images: list[dict], failures: list[dict], quality: str = "flag"
+) -> dict:
+    """The content of ``summary.json``: run settings, one entry per image (refused ones too), every failure."""
     summary = {
         "tool": PROG,
         "bundle": bundle_summary(segmenter),
@@ -215,11 +252,16 @@ def build_summary(segmenter: Segmenter, fov: str, images: list[dict], failures: 
         "precision": segmenter.backend.precision,
         "threshold": segmenter.threshold,
         "fov": fov,
-        "succeeded": len(images),
+        "quality": quality,
+        "succeeded": sum(1 for e in images if not e.get("refused")),
+        "refused": sum(1 for e in images if e.get("refused")),
         "failed": len(failures),
         "images": images,
         "failures": failures,
     }
+    providers = getattr(segmenter.backend, "providers", None)
+    if providers:  # ONNX Runtime: the execution providers that actually loaded
+        summary["providers"] = list(providers)
     demo = [e["demo_scores"] for e in images if "demo_scores" in e]
     if demo:
         summary["demo"] = demo[0]
@@ -297,18 +339,21 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(failure_entry(job.source, clash))
             continue
         used_stems[job.stem] = job.source
-        entry, failure = segment_job(job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers)
+        entry, failure = segment_job(
+            job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers, args.quality
+        )
         if failure is None:
             images.append(entry)
         else:
             failures.append(failure)
 
-    summary = build_summary(segmenter, args.fov, images, failures)
+    summary = build_summary(segmenter, args.fov, images, failures, args.quality)
     try:
         write_json(args.output_dir / "summary.json", summary)
     except OSError as exc:
         print(f"{PROG}: error: {args.output_dir / 'summary.json'}: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"{len(images)} segmented, {len(failures)} failed -> {args.output_dir / 'summary.json'}", file=sys.stderr)
-    return 1 if failures else 0
+        counts = f"{summary['succeeded']} segmented, {summary['refused']} refused, {len(failures)} failed"
+        print(f"{counts} -> {args.output_dir / 'summary.json'}", file=sys.stderr)
+    return (1 if failures else 0) + (EXIT_REFUSED if summary["refused"] else 0)
