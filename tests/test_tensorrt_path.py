@@ -287,3 +287,10 @@ def test_self_test_on_the_device(tmp_path: Path) -> None:  # pragma: no cover - 
     assert main(["--self-test", "-o", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "self-test.json").read_text())
     assert {"trt_fp16", "trt_int8"} <= set(report["results"]), report["skipped"] | report["errors"]
+
+
+def test_summary_names_the_providers_that_ran(tiny_bundle: Path, tmp_path: Path) -> None:
+    from fundus_vessels.runtime.cli import main
+
+    assert main(["--demo", "--quiet", "-o", str(tmp_path), "--model", str(tiny_bundle), "--backend", "ort"]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["providers"] == ["CPUExecutionProvider"]

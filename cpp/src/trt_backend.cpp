@@ -1,22 +1,20 @@
 #include "fundus/trt_backend.h"
 
-#include <dirent.h>
-
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #ifdef FUNDUS_WITH_TENSORRT
-#include <cuda_runtime_api.h>
-
 #include <NvInfer.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace fundus {
 namespace {
 
-// runtime/backends/trt.py engine_filename: lower-case GPU name, runs of other characters -> '-'
+// runtime/backends/device.py GpuInfo.key: lower-case name, runs of other characters -> '-'
 std::string gpuSlug(const std::string& name) {
     std::string out;
     bool dash = false;
@@ -30,69 +28,75 @@ std::string gpuSlug(const std::string& name) {
             dash = true;
         }
     }
-    return out;
+    return out.empty() ? "gpu" : out;
 }
 
-bool sameVersionPrefix(const std::string& recorded, const std::string& linked) {
-    // the file name carries tensorrt.__version__ ("10.3.0.26"); C++ knows major.minor.patch
-    std::istringstream a(recorded), b(linked);
-    std::string x, y;
-    int compared = 0;
-    while (compared < 3 && std::getline(a, x, '.') && std::getline(b, y, '.')) {
-        if (x != y) return false;
-        ++compared;
-    }
-    return compared == 3;
-}
-
-bool startsWith(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
-
-bool endsWith(const std::string& text, const std::string& suffix) {
-    return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+std::string readSidecarString(const cv::FileStorage& fs, const std::string& key, bool& found) {
+    const cv::FileNode node = fs.root()[key];
+    found = node.isString();
+    return found ? std::string(node) : std::string();
 }
 
 }  // namespace
 
+std::string gpuKey(const TrtDevice& device) {
+    return gpuSlug(device.gpuName) + "-sm" + std::to_string(device.ccMajor) + std::to_string(device.ccMinor) + "-mp" +
+           std::to_string(device.multiprocessors);
+}
+
+std::string trtVersionKey(const std::string& version) {
+    std::istringstream in(version);
+    std::string part, out;
+    for (int i = 0; i < 3; ++i) {
+        if (!std::getline(in, part, '.') || part.empty() || part.find_first_not_of("0123456789") != std::string::npos) {
+            return "";
+        }
+        out += (i ? "." : "") + part;
+    }
+    return out;
+}
+
+std::string engineFileName(const TrtDevice& device, const std::string& precision) {
+    return gpuKey(device) + "-trt" + trtVersionKey(device.trtVersion) + "-" + precision + ".engine";
+}
+
+std::map<std::string, std::string> engineIdentity(const TrtDevice& device, const std::string& precision,
+                                                  const std::string& sourceSha256) {
+    return {{"gpu_key", gpuKey(device)},
+            {"tensorrt", trtVersionKey(device.trtVersion)},
+            {"precision", precision},
+            {"source_sha256", sourceSha256}};
+}
+
+std::string engineStaleReason(const std::string& enginePath, const std::map<std::string, std::string>& wanted) {
+    if (!isFile(enginePath)) return enginePath + ": no such engine";
+    const std::string sidecar = enginePath.substr(0, enginePath.size() - std::string(".engine").size()) + ".json";
+    cv::FileStorage fs;
+    try {
+        if (isFile(sidecar)) fs.open(sidecar, cv::FileStorage::READ | cv::FileStorage::FORMAT_JSON);
+    } catch (const cv::Exception&) {
+    }
+    if (!fs.isOpened()) return sidecar + ": missing or unreadable, so nothing says what the engine was built from";
+    std::string changed;
+    for (const auto& [key, value] : wanted) {
+        bool found = false;
+        const std::string recorded = readSidecarString(fs, key, found);
+        if (!found || recorded != value) {
+            changed += (changed.empty() ? "" : ", ") + key + " '" + recorded + "' != '" + value + "'";
+        }
+    }
+    return changed.empty() ? "" : enginePath + ": built for something else (" + changed + ")";
+}
+
 EngineChoice findEngine(const Bundle& bundle, const std::string& precision, const TrtDevice& device) {
-    const std::string folder = joinPath(bundle.root, "engines");
-    if (device.gpuName.empty()) return {"", "no CUDA device visible"};
-    // <gpu>-sm<major><minor>-trt<version>-<precision>.engine
-    const std::string prefix = gpuSlug(device.gpuName) + "-sm" + device.capability + "-trt";
-    const std::string suffix = "-" + precision + ".engine";
-    std::vector<std::string> names;
-    if (DIR* dir = ::opendir(folder.c_str())) {
-        while (dirent* entry = ::readdir(dir)) names.emplace_back(entry->d_name);
-        ::closedir(dir);
-    }
-    std::sort(names.begin(), names.end());
-    std::string reasons;
-    for (const std::string& name : names) {
-        if (!startsWith(name, prefix) || !endsWith(name, suffix)) continue;
-        const std::string version = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-        const std::string engine = joinPath(folder, name);
-        if (!sameVersionPrefix(version, device.trtVersion)) {
-            reasons += "; " + name + " is for TensorRT " + version + " (linked: " + device.trtVersion + ")";
-            continue;
-        }
-        // sidecar (export/engine.py): stale when the ONNX it was built from has changed since
-        const std::string sidecar = engine.substr(0, engine.size() - 7) + ".json";
-        if (isFile(sidecar) && bundle.has(precision)) {
-            cv::FileStorage fs;
-            try {
-                fs.open(sidecar, cv::FileStorage::READ | cv::FileStorage::FORMAT_JSON);
-            } catch (const cv::Exception&) {
-            }
-            const cv::FileNode source = fs.isOpened() ? fs.root()["source_sha256"] : cv::FileNode();
-            if (source.isString() && std::string(source) != bundle.files.at(precision).sha256) {
-                reasons += "; " + name + " was built from an older " + bundle.files.at(precision).path +
-                           " (rebuild with `fundus-export build-engine " + bundle.root + "`)";
-                continue;
-            }
-        }
-        return {engine, ""};
-    }
-    return {"", "no " + precision + " engine for this GPU in " + folder + " (looked for " + prefix + "<version>" +
-                    suffix + reasons + "; build one with `fundus-export build-engine " + bundle.root + "`)"};
+    if (device.gpuName.empty()) return {"", device.error.empty() ? "no CUDA device visible" : device.error};
+    if (!bundle.has(precision)) return {"", "the bundle has no " + precision + " ONNX file to build an engine from"};
+    const std::string engine = joinPath(joinPath(bundle.root, "engines"), engineFileName(device, precision));
+    const std::string stale =
+        engineStaleReason(engine, engineIdentity(device, precision, bundle.files.at(precision).sha256));
+    if (stale.empty()) return {engine, ""};
+    return {"", stale + "; build it on this device with `fundus-export build-engine --bundle " + bundle.root +
+                    " --precision " + precision + "`"};
 }
 
 #ifdef FUNDUS_WITH_TENSORRT
@@ -141,8 +145,9 @@ public:
         if (!runtime_) return Status::error(ErrorCode::kBackend, "TensorRT: createInferRuntime failed");
         engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
         if (!engine_) {
-            return Status::error(ErrorCode::kBackend, enginePath + ": TensorRT cannot deserialize it (built for "
-                                                                   "another GPU or TensorRT version?)");
+            return Status::error(ErrorCode::kBackend, enginePath +
+                                                          ": TensorRT cannot deserialize it (built for "
+                                                          "another GPU or TensorRT version?)");
         }
         for (int i = 0; i < engine_->getNbIOTensors(); ++i) {
             const char* tensor = engine_->getIOTensorName(i);
@@ -255,11 +260,28 @@ private:
 TrtDevice currentTrtDevice() {
     TrtDevice info;
     int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+        info.error = std::string("the CUDA runtime cannot start: ") + cudaGetErrorName(err) + " (" +
+                     cudaGetErrorString(err) + ")";
+        return info;
+    }
+    if (count == 0) {
+        const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+        info.error = std::string("no CUDA device visible") +
+                     (visible ? std::string(" (CUDA_VISIBLE_DEVICES='") + visible + "')" : std::string());
+        return info;
+    }
     cudaDeviceProp props{};
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return info;
-    if (cudaGetDeviceProperties(&props, 0) != cudaSuccess) return info;
+    err = cudaGetDeviceProperties(&props, 0);
+    if (err != cudaSuccess) {
+        info.error = std::string("cudaGetDeviceProperties(0) failed: ") + cudaGetErrorName(err);
+        return info;
+    }
     info.gpuName = props.name;
-    info.capability = std::to_string(props.major) + std::to_string(props.minor);
+    info.ccMajor = props.major;
+    info.ccMinor = props.minor;
+    info.multiprocessors = props.multiProcessorCount;
     const int version = getInferLibVersion();  // TensorRT >= 10: major * 10000 + minor * 100 + patch
     info.trtVersion = std::to_string(version / 10000) + "." + std::to_string((version / 100) % 100) + "." +
                       std::to_string(version % 100);

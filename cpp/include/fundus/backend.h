@@ -30,7 +30,8 @@ struct BackendOptions {
 
 // Backends compiled into this binary, e.g. "opencv" or "opencv, trt".
 std::string compiledBackends();
-// auto: TensorRT when compiled in and an engine for `precision` exists for this GPU, else OpenCV.
+// auto: TensorRT when compiled in and a current engine for `precision` exists for this GPU, else OpenCV
+// (also when that TensorRT engine fails to start: a warning on stderr, then OpenCV).
 // Errors have code kBundle (bundle/model file problems) or kBackend (cannot run here).
 Result<std::unique_ptr<Backend>> createBackend(const Bundle& bundle, const BackendOptions& options);
 
