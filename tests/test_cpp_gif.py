@@ -398,7 +398,7 @@ def test_bad_gif_fails_by_name_and_batch_continues(
     write_image(good, make_synthetic_fundus(HEIGHT, WIDTH, seed=10).image_rgb)
     result = run_cpp(cpp_binary, bad, good, "-o", tmp_path / "out", "--model", tiny_bundle, "--quiet")
     assert result.returncode == 1, result.stderr
-    assert f"{bad}: {message}" in result.stderr, result.stderr
+    assert f"{bad}: " in result.stderr and f" (GIF: {message}" in result.stderr, result.stderr  # "<class> (GIF: ...)"
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [e["file"] for e in summary["images"]] == [str(good)]
     (failure,) = summary["failures"]
@@ -418,4 +418,4 @@ def test_bad_gif_fov_mask_is_a_usage_error(cpp_binary: Path, tiny_bundle: Path, 
     write_image(photo, make_synthetic_fundus(HEIGHT, WIDTH, seed=11).image_rgb)
     result = run_cpp(cpp_binary, photo, "-o", tmp_path / "out", "--model", tiny_bundle, "--fov", mask)
     assert result.returncode == 2
-    assert f"--fov: {mask}: truncated GIF" in result.stderr, result.stderr
+    assert f"--fov: {mask}: image file is truncated (GIF: truncated GIF" in result.stderr, result.stderr

@@ -1,10 +1,11 @@
 #include "fundus/imageio.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
+#include <tiffio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -14,13 +15,38 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "fundus/diagnostics.h"
 #include "fundus/gif.h"
+#include "fundus/jpeg.h"
+
+#include <sys/stat.h>
 
 namespace fundus {
 namespace {
 
 Status readError(const std::string& path, const std::string& why) {
     return Status::error(ErrorCode::kImageRead, path + ": " + why);
+}
+
+void printTiffMessage(const char* module, const char* format, va_list args) {
+    if (module && *module) std::fprintf(stderr, "%s: ", module);  // OpenCV 5's layout
+    std::vfprintf(stderr, format, args);
+    std::fprintf(stderr, "\n");
+}
+
+// OpenCV 4.6 silences libtiff (TIFFSetErrorHandler, once, when its TIFF decoder first runs); ours
+// print into the captured standard error, so a TIFF libtiff complains about is refused as in
+// runtime/decode.py. Set before every decode, after a first decode has run OpenCV's setup.
+void reportTiffDiagnostics() {
+    static const bool openCvSetUp = [] {
+        std::vector<std::uint8_t> tiny;
+        cv::imencode(".tif", cv::Mat(1, 1, CV_8UC1, cv::Scalar(0)), tiny);
+        cv::imdecode(tiny, cv::IMREAD_UNCHANGED);
+        return true;
+    }();
+    (void)openCvSetUp;
+    TIFFSetErrorHandler(printTiffMessage);
+    TIFFSetWarningHandler(printTiffMessage);
 }
 
 std::string lowerExtension(const std::string& path) {
@@ -50,16 +76,41 @@ Result<cv::Mat> readImage(const std::string& path) {
     if (!in.good() && !in.eof()) return readError(path, "cannot read file");
     if (isGif(data)) {  // OpenCV 4.6 has no GIF decoder: the project's own, already RGB-ordered
         auto decoded = decodeGif(data);
-        if (!decoded) return readError(path, decoded.status().message());
+        if (!decoded) {
+            const std::string& why = decoded.status().message();
+            return readError(
+                path, (mentionsTruncation(why) ? "image file is truncated (GIF: " : "not a readable image (GIF: ") +
+                          why + ")");
+        }
         return std::move(*decoded);
     }
-    cv::Mat image;
-    try {
-        image = cv::imdecode(data, cv::IMREAD_UNCHANGED);
-    } catch (const cv::Exception& e) {
-        return readError(path, "not a readable image (" + e.msg + ")");
+    if (isJpeg(data)) {  // libjpeg directly: OpenCV 4.6 hides truncation
+        auto decoded = decodeJpeg(data);
+        if (!decoded) {
+            const std::string& why = decoded.status().message();
+            if (decoded.status().code() == ErrorCode::kImageFormat)
+                return Status::error(ErrorCode::kImageFormat, path + ": " + why);
+            return readError(
+                path, (mentionsTruncation(why) ? "image file is truncated (" : "corrupt image data (") + why + ")");
+        }
+        return std::move(*decoded);
     }
-    if (image.empty()) return readError(path, "not a readable image (OpenCV could not decode it)");
+    // Any warning or error the decoder prints refuses the file (runtime/decode.py: same rule)
+    cv::Mat image;
+    std::string failure = "OpenCV could not decode it";
+    std::vector<std::string> diagnostics;
+    reportTiffDiagnostics();
+    {
+        CapturedStderr captured;
+        try {
+            image = cv::imdecode(data, cv::IMREAD_UNCHANGED);
+        } catch (const cv::Exception& e) {
+            failure = e.msg;
+        }
+        diagnostics = captured.lines();
+    }
+    if (!diagnostics.empty()) return readError(path, decoderRefusal(diagnostics));
+    if (image.empty()) return readError(path, "not a readable image (" + failure + ")");
     if (image.dims != 2 || image.total() == 0) return readError(path, "image has no pixels");
     if (image.channels() == 4) {
         cv::cvtColor(image, image, cv::COLOR_BGRA2RGB);
@@ -115,7 +166,8 @@ Status writeFileAtomic(const std::string& path, const std::string& bytes) {
     std::vector<char> tmpl(tmp.begin(), tmp.end());
     tmpl.push_back('\0');
     const int fd = ::mkstemps(tmpl.data(), 4);
-    if (fd < 0) return Status::error(ErrorCode::kIo, path + ": cannot create temporary file (" + std::strerror(errno) + ")");
+    if (fd < 0)
+        return Status::error(ErrorCode::kIo, path + ": cannot create temporary file (" + std::strerror(errno) + ")");
     tmp = tmpl.data();
     std::size_t written = 0;
     bool ok = true;
