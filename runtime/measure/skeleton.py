@@ -114,15 +114,23 @@ def _junction_labels(graph, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndar
     return node_cluster, labels, count
 
 
+def _has_edges(skeleton: np.ndarray) -> bool:
+    """Whether any two skeleton pixels are 8-neighbours (skan needs at least one edge)."""
+    neighbours = ndimage.convolve(skeleton.astype(np.uint8), EIGHT_CONNECTED.astype(np.uint8), mode="constant")
+    return bool((neighbours[skeleton] > 1).any())
+
+
 def build_graph(mask: np.ndarray, width_px: np.ndarray) -> VesselGraph:
     """Thin ``mask``, build its skan graph, prune spurs (using the width map), collect segments."""
     skeleton = thin(mask)
-    if skeleton.sum() < 2:
-        return VesselGraph(skeleton, [], [], np.argwhere(skeleton))
+    if not _has_edges(skeleton):
+        return VesselGraph(skeleton, [], [], np.empty((0, 2), dtype=int))
     graph = _skan_skeleton(skeleton)
     spurs = _spurs(graph, width_px)
     if spurs:
         skeleton = _remove_spurs(skeleton, graph, spurs)
+        if not _has_edges(skeleton):
+            return VesselGraph(skeleton, [], [], np.empty((0, 2), dtype=int))
         graph = _skan_skeleton(skeleton)
     node_cluster, labels, _count = _junction_labels(graph, skeleton.shape)
     junction_pixels = ndimage.find_objects(labels)

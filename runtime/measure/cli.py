@@ -1,0 +1,141 @@
+"""``fundus-measure``: vessel measurements from vessel maps (fundus-infer folders or mask files).
+
+Writes ``measurements.csv`` (one row per image), ``segments.csv`` (one row per segment),
+``summary.json`` and ``<stem>_measure.png`` into the output folder. Exit status: 0 all measured,
+1 some failed, 2 usage or output-folder error. ``fundus-infer --measure`` uses :class:`Recorder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from fundus_vessels.runtime.imageio import ImageReadError, write_json
+from fundus_vessels.runtime.measure.analysis import analyse_mask
+from fundus_vessels.runtime.measure.outputs import MEASUREMENTS_CSV, SEGMENTS_CSV, json_ready, write_csv, write_picture
+from fundus_vessels.runtime.measure.sources import collect_sources, load
+
+PROG = "fundus-measure"
+EXPECTED_ERRORS = (ImageReadError, ValueError, OSError)
+
+
+def add_unit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--pixel-size-um`` and ``--camera-fov-deg`` (shared with fundus-infer --measure)."""
+    units = parser.add_mutually_exclusive_group()
+    units.add_argument("--pixel-size-um", type=float, metavar="UM", help="micrometres per pixel (adds *_um columns)")
+    units.add_argument(
+        "--camera-fov-deg", type=float, metavar="DEG", help="camera angle of view spanning the FOV (288 µm per degree)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Measure retinal vessel maps (README: formulas).")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="MASK_OR_OUTDIR", help="fundus-infer output folders, masks, folders"
+    )
+    parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUT")
+    parser.add_argument(
+        "--fov", default="auto", metavar="auto|none|MASK_FILE", help="auto: as fundus-infer had it (bare masks: none)"
+    )
+    add_unit_arguments(parser)
+    parser.add_argument("--no-picture", action="store_true", help="do not write <stem>_measure.png")
+    parser.add_argument("--quiet", action="store_true", help="no per-image lines")
+    return parser
+
+
+class Recorder:
+    """Measures masks one by one, writes each picture, keeps the rows for the two tables."""
+
+    def __init__(self, pixel_size_um: float | None = None, camera_fov_deg: float | None = None, picture: bool = True):
+        self.pixel_size_um, self.camera_fov_deg, self.picture = pixel_size_um, camera_fov_deg, picture
+        self.rows: list[dict] = []
+        self.segments: list[dict] = []
+
+    def measure(self, stem: str, mask: np.ndarray, fov: np.ndarray | None, out_dir: Path, **context: str) -> dict:
+        """Measure one mask; returns its figures (``context`` columns first), picture written to ``out_dir``."""
+        start = time.perf_counter()
+        analysis = analyse_mask(mask, fov, self.pixel_size_um, self.camera_fov_deg)
+        row = {"image": stem, **context, **analysis.figures}
+        if self.picture:
+            row["picture"] = write_picture(out_dir, stem, analysis, mask.astype(bool) if fov is None else mask & fov)
+        row["seconds"] = round(time.perf_counter() - start, 4)
+        self.rows.append(row)
+        self.segments.extend({"image": stem, **segment} for segment in analysis.segments)
+        return json_ready(row)
+
+    def write_tables(self, out_dir: Path) -> None:
+        """``measurements.csv`` and ``segments.csv`` in ``out_dir``."""
+        write_csv(out_dir / MEASUREMENTS_CSV, self.rows)
+        write_csv(out_dir / SEGMENTS_CSV, self.segments)
+
+
+def check_output_dir(out_dir: Path) -> str | None:
+    """Why ``out_dir`` cannot take fundus-measure's outputs, or None."""
+    summary = out_dir / "summary.json"
+    if summary.is_file():
+        try:
+            tool = json.loads(summary.read_text()).get("tool")
+        except (ValueError, AttributeError):
+            tool = None
+        if tool != PROG:
+            return f"{out_dir}: holds another tool's summary.json ({tool}); choose another -o"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{out_dir}: cannot create the output folder ({exc.strerror or exc})"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of ``fundus-measure``; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    problem = check_output_dir(args.output_dir)
+    if problem:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
+    sources, failures = collect_sources(args.inputs)
+    for failure in failures:
+        print(f"{PROG}: {failure['file']}: {failure['error']}", file=sys.stderr)
+    recorder = Recorder(args.pixel_size_um, args.camera_fov_deg, not args.no_picture)
+    images = []
+    for source in sources:
+        try:
+            mask, fov, fov_source = load(source, args.fov)
+            figures = recorder.measure(
+                source.stem, mask, fov, args.output_dir, file=str(source.mask_path), fov_source=fov_source
+            )
+        except Exception as exc:  # one bad mask must not stop the batch
+            reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
+            failures.append({"file": str(source.mask_path), "error": reason})
+            print(
+                f"{PROG}: {reason if str(source.mask_path) in reason else f'{source.mask_path}: {reason}'}",
+                file=sys.stderr,
+            )
+            continue
+        images.append(figures)
+        if not args.quiet:
+            print(
+                f"{source.mask_path}: density {figures['vessel_density']:.3f}, {figures['segment_count']} segments",
+                file=sys.stderr,
+            )
+    try:
+        recorder.write_tables(args.output_dir)
+        write_json(
+            args.output_dir / "summary.json",
+            {"tool": PROG, "succeeded": len(images), "failed": len(failures), "images": images, "failures": failures},
+        )
+    except OSError as exc:
+        print(f"{PROG}: error: {args.output_dir}: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(
+            f"{len(images)} measured, {len(failures)} failed -> {args.output_dir / MEASUREMENTS_CSV}", file=sys.stderr
+        )
+    return 1 if failures else 0
