@@ -1,0 +1,157 @@
+"""``fundus-batch INPUTS -o OUT [--ray-address ADDR] [--workers N] [--measure]``: fundus-infer on Ray Data.
+
+Takes every option of ``fundus-infer`` (same parser, same :func:`~fundus_vessels.runtime.cli.setup`)
+and writes the same files with the same bytes, plus ``results.parquet`` (one row per input, see
+:mod:`fundus_vessels.runtime.batch.table`). Ray Data runs ``map_batches`` over an actor pool:
+``--workers`` actors, each with one model session and ``--threads`` CPUs (default: the cluster's
+CPUs shared out, so actors never oversubscribe cores). Local Ray by default; ``--ray-address``
+joins a cluster (outputs and inputs must then be on storage every node sees). Restarted with the
+same command after a kill, it redoes only what is not verifiably done. Exit status as
+``fundus-infer``: 0 all done, 1 some failed, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+from fundus_vessels.runtime.batch.inputs import InputListError, expand_inputs
+from fundus_vessels.runtime.batch.table import BatchLockedError, Journal, locked, read_rows, write_table
+from fundus_vessels.runtime.bundle import sha256_file
+from fundus_vessels.runtime.cli import UsageError, build_parser, build_summary, collect_jobs, setup
+from fundus_vessels.runtime.extras import run_with_extra
+from fundus_vessels.runtime.imageio import write_json
+
+PROG = "fundus-batch"
+# options that decide where and how fast the work runs, not what it produces
+RUN_ONLY = {"inputs", "output_dir", "ray_address", "workers", "threads", "quiet", "demo"}
+
+
+def batch_parser() -> argparse.ArgumentParser:
+    """``fundus-infer``'s parser plus the Ray options."""
+    parser = build_parser()
+    parser.prog = PROG
+    parser.description = "Segment an archive of fundus photographs on Ray Data (resumable)."
+    parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
+    parser.add_argument("--workers", type=int, help="actors, one model session each (default: CPUs / threads)")
+    if "--measure" not in parser._option_string_actions:  # fundus-infer may grow its own
+        parser.add_argument("--measure", action="store_true", help="vessel measurements as table columns")
+    return parser
+
+
+def settings_hash(args: argparse.Namespace, bundle_files: dict) -> str:
+    """sha256 of everything that decides the outputs: the options and the bundle's files."""
+    fov = args.fov if args.fov in ("auto", "none") else sha256_file(args.fov)
+    options = {k: str(v) for k, v in sorted(vars(args).items()) if k not in RUN_ONLY} | {"fov": fov}
+    payload = json.dumps({"options": options, "bundle": bundle_files}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def plan(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """Tasks in input order (with each input's previous row) and the failures found before any run."""
+    jobs, failures = collect_jobs(expand_inputs(args.inputs), demo=False)
+    previous = read_rows(args.output_dir)
+    tasks, used = [], {}
+    for index, job in enumerate(jobs):
+        task = {"index": index, "file": job.source, "stem": job.stem, "prior": previous.get(job.source)}
+        if job.stem in used:  # fundus-infer's rule: the first file keeps the name
+            task["clash"] = f"output name {job.stem!r} already used by {used[job.stem]}"
+        used.setdefault(job.stem, job.source)
+        tasks.append(task)
+    return tasks, failures
+
+
+def start_ray(address: str | None):
+    """The ``ray`` module, connected: to ``address``, else to a new local instance (or the one running)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR")
+    return ray
+
+
+def share_cpus(ray, workers: int | None, threads: int | None) -> tuple[int, int]:
+    """(actors, threads per actor) that fit the cluster's CPUs."""
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if threads is None:
+        threads = max(1, cpus // workers) if workers else 1
+    return (workers or max(1, cpus // threads)), threads
+
+
+def run_rows(args: argparse.Namespace, tasks: list[dict], settings: str, journal: Journal) -> list[dict]:
+    """Rows of every task, from a Ray Data actor pool; each is journalled as it arrives."""
+    ray = start_ray(args.ray_address)
+    from fundus_vessels.runtime.batch.worker import SegmentWorker
+
+    workers, args.threads = share_cpus(ray, args.workers, args.threads)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = not args.quiet
+    items = [{"task": json.dumps(t, sort_keys=True)} for t in tasks]
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        SegmentWorker,
+        fn_constructor_kwargs={"args": args, "settings_sha256": settings},
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=min(workers, max(1, len(items)))),
+        num_cpus=args.threads,
+    )
+    rows = []
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        fresh = [json.loads(str(r)) for r in batch["row"]]
+        journal.append(fresh)
+        rows.extend(fresh)
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.demo:
+        raise UsageError("--demo is fundus-infer's; fundus-batch segments files")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.measure and "mask" not in args.save.split(","):
+        raise UsageError("--measure measures the written mask: keep mask in --save")
+    segmenter, _, _ = setup(args)  # fails fast, before any Ray start, on what fundus-infer would refuse
+    bundle_files = segmenter.bundle.meta.get("files", {})
+    settings = settings_hash(args, bundle_files)
+    with locked(args.output_dir):
+        tasks, failures = plan(args)
+        journal = Journal(args.output_dir)
+        rows = run_rows(args, tasks, settings, journal) if tasks else []
+        write_table(args.output_dir, rows)
+        images = [json.loads(r["entry"]) for r in sorted(rows, key=lambda r: r["index"]) if r["entry"]]
+        failures += [{"file": r["file"], "error": r["reason"]} for r in rows if r["status"] == "failed"]
+        summary = build_summary(segmenter, args.fov, images, failures, args.quality)
+        summary["tool"] = PROG
+        write_json(args.output_dir / "summary.json", summary)
+        journal.remove()
+    if not args.quiet:
+        took = time.perf_counter() - start
+        print(f"{len(images)} segmented, {len(failures)} failed in {took:.1f} s -> {args.output_dir}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of ``fundus-batch``; returns the exit status."""
+    try:
+        args = batch_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+    def guarded() -> int:
+        try:
+            return run(args)
+        except (UsageError, InputListError, BatchLockedError) as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    return run_with_extra(PROG, "ray", guarded)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
