@@ -28,6 +28,7 @@ from fundus_vessels.runtime.imageio import (
     write_json,
 )
 from fundus_vessels.runtime.inference import DEFAULT_BATCH
+from fundus_vessels.runtime.measure.arguments import add_infer_arguments
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="Triton server (triton backend only): [grpc://|http://]host:port[/model]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
     parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
+    add_infer_arguments(parser)  # --measure, --pixel-size-um, --camera-fov-deg
     parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
     parser.add_argument("--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN")
     parser.add_argument("--watch-poll", action="store_true", help="--watch by polling (network shares)")
@@ -347,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             failures.append(failure)
 
+    if args.measure:  # loads scikit-image and skan only when asked
+        from fundus_vessels.runtime.measure.infer import measure_infer_outputs
+
+        measure_infer_outputs(args, images, failures)
     summary = build_summary(segmenter, args.fov, images, failures, args.quality)
     try:
         write_json(args.output_dir / "summary.json", summary)

@@ -167,3 +167,21 @@ def test_cli_refuses_another_tools_output_folder(tmp_path) -> None:
     mask = tmp_path / "m.png"
     write_image(mask, np.zeros((8, 8), np.uint8))
     assert measure_main([str(mask), "-o", str(tmp_path)]) == 2
+
+
+def test_infer_measure_and_fundus_measure_on_its_folder_agree(tmp_path) -> None:
+    from fundus_vessels.runtime.cli import main as infer_main
+
+    run = tmp_path / "run"
+    assert infer_main(["--demo", "--measure", "--quiet", "--pixel-size-um", "20", "-o", str(run)]) == 0
+    entry = json.loads((run / "summary.json").read_text())["images"][0]
+    measured, drawn = entry["measurements"], entry["measurements_drawn_tree"]
+    assert measured["pixel_size_um"] == 20 and set(drawn) <= set(measured)
+    assert measured["vessel_density"] == pytest.approx(drawn["vessel_density"], abs=0.08)
+    out = tmp_path / "again"
+    assert measure_main([str(run), "-o", str(out), "--pixel-size-um", "20", "--quiet"]) == 0
+    row = next(csv.DictReader((out / "measurements.csv").open()))
+    assert row["image"] == "demo" and float(row["total_length_px"]) == pytest.approx(
+        measured["total_length_px"], rel=1e-5
+    )
+    assert row["fov_source"].startswith("auto from")

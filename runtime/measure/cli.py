@@ -16,20 +16,12 @@ from pathlib import Path
 import numpy as np
 from fundus_vessels.runtime.imageio import ImageReadError, write_json
 from fundus_vessels.runtime.measure.analysis import analyse_mask
+from fundus_vessels.runtime.measure.arguments import add_unit_arguments
 from fundus_vessels.runtime.measure.outputs import MEASUREMENTS_CSV, SEGMENTS_CSV, json_ready, write_csv, write_picture
 from fundus_vessels.runtime.measure.sources import collect_sources, load
 
 PROG = "fundus-measure"
 EXPECTED_ERRORS = (ImageReadError, ValueError, OSError)
-
-
-def add_unit_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--pixel-size-um`` and ``--camera-fov-deg`` (shared with fundus-infer --measure)."""
-    units = parser.add_mutually_exclusive_group()
-    units.add_argument("--pixel-size-um", type=float, metavar="UM", help="micrometres per pixel (adds *_um columns)")
-    units.add_argument(
-        "--camera-fov-deg", type=float, metavar="DEG", help="camera angle of view spanning the FOV (288 µm per degree)"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:

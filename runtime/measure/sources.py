@@ -35,20 +35,29 @@ def _stem(path: Path) -> str:
     return path.stem[: -len(MASK_SUFFIX)] if path.stem.endswith(MASK_SUFFIX) else path.stem
 
 
+def _entry_source(folder: Path, entry: dict, run_fov: str) -> MaskSource | None:
+    """The mask of one summary.json image entry (None when no mask was saved)."""
+    name = entry.get("outputs", {}).get("mask")
+    if not name:
+        return None
+    mask_path = folder / name
+    stem = _stem(mask_path)
+    photo = Path(entry["file"]) if entry.get("file") not in (None, "synthetic") else folder / f"{stem}_input.png"
+    if not photo.is_file() and (folder / photo.name).is_file():
+        photo = folder / photo.name
+    return MaskSource(mask_path, stem, run_fov, photo)
+
+
+def collect_sources_from_entries(
+    folder: Path, images: list[dict], run_fov: str
+) -> list[tuple[dict, MaskSource | None]]:
+    """Each segmented (not refused) image entry of a fundus-infer run with its mask source."""
+    return [(e, _entry_source(folder, e, run_fov)) for e in images if not e.get("refused")]
+
+
 def _from_infer_folder(folder: Path, summary: dict) -> list[MaskSource]:
-    sources = []
-    run_fov = str(summary.get("fov", "auto"))
-    for entry in summary.get("images", []):
-        name = entry.get("outputs", {}).get("mask")
-        if not name:
-            continue
-        mask_path = folder / name
-        stem = _stem(mask_path)
-        photo = Path(entry["file"]) if entry.get("file") not in (None, "synthetic") else folder / f"{stem}_input.png"
-        if not photo.is_file() and (folder / photo.name).is_file():
-            photo = folder / photo.name
-        sources.append(MaskSource(mask_path, stem, run_fov, photo))
-    return sources
+    pairs = collect_sources_from_entries(folder, summary.get("images", []), str(summary.get("fov", "auto")))
+    return [source for _, source in pairs if source is not None]
 
 
 def collect_sources(inputs: list[str]) -> tuple[list[MaskSource], list[dict]]:

@@ -1,0 +1,22 @@
+"""Command-line options shared by fundus-measure and fundus-infer (no heavy imports here)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_unit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--pixel-size-um`` or ``--camera-fov-deg`` (micrometre columns; see README, units)."""
+    units = parser.add_mutually_exclusive_group()
+    units.add_argument("--pixel-size-um", type=float, metavar="UM", help="micrometres per pixel (adds *_um columns)")
+    units.add_argument(
+        "--camera-fov-deg", type=float, metavar="DEG", help="camera angle of view spanning the FOV (288 µm per degree)"
+    )
+
+
+def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
+    """fundus-infer's ``--measure`` and the unit options."""
+    parser.add_argument(
+        "--measure", action="store_true", help="also measure the vessel maps (fundus-measure's tables, in OUTDIR)"
+    )
+    add_unit_arguments(parser)

@@ -1,0 +1,38 @@
+"""``fundus-infer --measure``: measure the masks a run has just written, as fundus-measure would.
+
+The masks are read back from the output folder with the run's FOV setting (so Python and C++
+folders measure alike); each image entry gets ``measurements``; the demo also gets
+``measurements_drawn_tree``, the figures of the tree it was drawn with. measurements.csv and
+segments.csv go beside summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fundus_vessels.runtime.measure.cli import PROG, Recorder
+from fundus_vessels.runtime.measure.sources import collect_sources_from_entries, load
+from fundus_vessels.runtime.measure.truth import drawn_tree_figures
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
+
+
+def measure_infer_outputs(args: argparse.Namespace, images: list[dict], failures: list[dict]) -> None:
+    """Measure each segmented entry of ``images`` (in place); measuring failures join ``failures``."""
+    out_dir = Path(args.output_dir)
+    recorder = Recorder(args.pixel_size_um, args.camera_fov_deg)
+    for entry, source in collect_sources_from_entries(out_dir, images, args.fov):
+        if source is None:
+            failures.append({"file": entry["file"], "error": f"{PROG}: no mask saved (add mask to --save)"})
+            continue
+        try:
+            mask, fov, fov_source = load(source, "auto")
+            entry["measurements"] = recorder.measure(
+                source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source
+            )
+        except (ValueError, OSError) as exc:
+            failures.append({"file": entry["file"], "error": f"{PROG}: {exc}"})
+            continue
+        if entry["file"] == "synthetic":
+            entry["measurements_drawn_tree"] = drawn_tree_figures(make_synthetic_fundus())
+    recorder.write_tables(out_dir)
