@@ -9,6 +9,7 @@ Writes ``<stem>_mask.png`` (0/255), ``<stem>_prob.png`` (round(p*255)), ``<stem>
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -59,6 +60,28 @@ class Job:
     truth_fov: np.ndarray | None = None
 
 
+def probability(text: str) -> float:
+    """argparse type: a finite number in [0, 1] (nan and inf refused), as the C++ --threshold."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] (got {text!r})")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, as the C++ --threads and --batch."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Segment retinal vessels in fundus photographs.")
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders of images")
@@ -72,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="auto|none|MASK_FILE",
         help="field-of-view mask; tiles holding no FOV pixel are not run (probability 0 there)",
     )
-    parser.add_argument("--threshold", type=float, help="vessel if probability >= T (default: model.json)")
+    parser.add_argument("--threshold", type=probability, help="vessel if probability >= T (default: model.json)")
     parser.add_argument(
         "--quality",
         choices=QUALITY_MODES,
@@ -80,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="image quality gate: flag (segment, record the verdict), refuse (no vessel map for a rejected image), off",
     )
     parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay,dicom-seg")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="tiles per model call")
-    parser.add_argument("--threads", type=int, help="inference threads (default: library default)")
+    parser.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, help="tiles per model call")
+    parser.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
     parser.add_argument("--checkpoint", type=Path, help="training checkpoint (torch backend only)")
     parser.add_argument("--url", help="Triton server (triton backend only): [grpc://|http://]host:port[/model]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
@@ -287,10 +310,6 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
         raise UsageError("--watch IN takes no INPUT and no --demo")
     if not args.inputs and not args.demo and args.watch is None:
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
-    if args.batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {args.batch}")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise UsageError(f"--threshold must be in [0, 1], got {args.threshold}")
     kinds = parse_save(args.save)
     fov = parse_fov(args.fov)
     prepare_output_dir(args.output_dir)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import glob
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -106,9 +107,21 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     _atomic_write_bytes(p, encoded.tobytes())
 
 
+def finite_or_null(value: object) -> object:
+    """``value`` with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 def write_json(path: str | os.PathLike, payload: object) -> None:
-    """Write JSON atomically, indented and with a trailing newline."""
-    _atomic_write_bytes(Path(path), (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+    """Write JSON atomically, indented and with a trailing newline; a non-finite number becomes null."""
+    text = json.dumps(finite_or_null(payload), indent=2, sort_keys=False, allow_nan=False)
+    _atomic_write_bytes(Path(path), (text + "\n").encode())
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

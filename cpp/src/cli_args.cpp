@@ -1,7 +1,9 @@
 #include "fundus/cli_args.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 #include "fundus/backend.h"
@@ -13,12 +15,24 @@
 namespace fundus {
 namespace {
 
-Status usageError(const std::string& message) { return Status::error(ErrorCode::kUsage, message); }
+Status usageError(const std::string& message) {
+    return Status::error(ErrorCode::kUsage, message);
+}
 
+// A finite number and nothing else: "nan", "inf" and "1e999" are refused (runtime/cli.py: same rule).
 bool parseDouble(const std::string& text, double& out) {
     char* end = nullptr;
     out = std::strtod(text.c_str(), &end);
-    return !text.empty() && end && *end == '\0';
+    return !text.empty() && end && *end == '\0' && std::isfinite(out);
+}
+
+// An integer in [1, 2^31): "0", "-1", "2.5", "nan" are refused.
+bool parsePositiveInt(const std::string& text, int& out) {
+    double n = 0;
+    if (!parseDouble(text, n) || n < 1 || n > double(std::numeric_limits<int>::max()) || n != std::floor(n))
+        return false;
+    out = int(n);
+    return true;
 }
 
 }  // namespace
@@ -126,11 +140,9 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
         } else if (arg == "--threads") {
             std::string text;
             status = takeValue(text);
-            double n = 0;
-            if (status && (!parseDouble(text, n) || n < 1 || n != int(n))) {
+            if (status && !parsePositiveInt(text, args.threads)) {
                 status = usageError("--threads must be a positive integer (got '" + text + "')");
             }
-            args.threads = int(n);
         } else if (arg == "--save") {
             std::string text;
             status = takeValue(text);
@@ -141,7 +153,8 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
                 item.erase(0, item.find_first_not_of(' '));
                 item.erase(item.find_last_not_of(' ') + 1);
                 if (item == "mask" || item == "prob" || item == "overlay") {
-                    if (std::find(args.save.begin(), args.save.end(), item) == args.save.end()) args.save.push_back(item);
+                    if (std::find(args.save.begin(), args.save.end(), item) == args.save.end())
+                        args.save.push_back(item);
                 } else if (!item.empty()) {
                     status = usageError("--save: unknown output(s) " + item + "; choose from mask, prob, overlay");
                 }
@@ -149,11 +162,9 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
         } else if (arg == "--batch") {
             std::string text;
             status = takeValue(text);
-            double n = 0;
-            if (status && (!parseDouble(text, n) || n < 1 || n != int(n))) {
-                status = usageError("--batch must be >= 1, got " + text);
+            if (status && !parsePositiveInt(text, args.batch)) {
+                status = usageError("--batch must be a positive integer (got '" + text + "')");
             }
-            args.batch = int(n);
         } else if (arg == "--debug-dump") {  // hidden: float planes for the parity tests
             status = takeValue(args.debugDump);
         } else {

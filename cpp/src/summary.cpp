@@ -63,7 +63,7 @@ std::string jsonEscape(const std::string& text) {
 }
 
 std::string jsonNumber(double value) {
-    if (!std::isfinite(value)) return "0.0";  // JSON has no NaN/Infinity
+    if (!std::isfinite(value)) return "null";  // JSON has no NaN/Infinity: never a made-up number
     char text[40] = "0";
     for (int digits = 1; digits <= 17; ++digits) {  // shortest text that reads back exactly
         std::snprintf(text, sizeof(text), "%.*g", digits, value);

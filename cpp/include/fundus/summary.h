@@ -40,7 +40,7 @@ private:
 };
 
 std::string jsonEscape(const std::string& text);
-// Python repr of a float after round(value, digits): "0.2339", "0.0", "1e-05".
+// Python repr of a float after round(value, digits): "0.2339", "0.0", "1e-05"; NaN/inf: "null".
 std::string jsonNumber(double value);
 double roundTo(double value, int digits);
 
