@@ -47,6 +47,7 @@ std::string usageText(const std::string& program) {
     out << "usage: " << program
         << " INPUT... -o OUTDIR [--model BUNDLE_DIR] [--backend auto|opencv|trt]\n"
            "       [--precision fp32|fp16|int8] [--fov auto|none|MASK_FILE] [--threshold T]\n"
+           "       [--quality flag|refuse|off]\n"
            "       [--save mask,prob,overlay] [--batch N] [--threads N] [--quiet]\n\n"
            "Retinal vessel segmentation of fundus photographs (C++ runtime of fundus-infer).\n\n"
            "  INPUT...             image files or folders (PNG, JPEG, TIFF, BMP, PPM/PGM; 8/16-bit,\n"
@@ -62,12 +63,15 @@ std::string usageText(const std::string& program) {
            "                       or a mask image file (applied to every input); tiles\n"
            "                       holding no FOV pixel are not run (probability 0)\n"
            "  --threshold T        vessel probability threshold (default: model.json)\n"
+           "  --quality MODE       image quality gate: flag (default; verdict in summary.json),\n"
+           "                       refuse (no outputs for a rejected image), off\n"
            "  --save LIST          comma-separated: mask,prob,overlay (default: all three)\n"
            "  --batch N            tiles per model call (TensorRT; OpenCV DNN runs one at a time)\n"
            "  --threads N          CPU threads for OpenCV (default: all)\n"
            "  --quiet              no per-image progress lines\n"
            "  -h, --help           this help;  --version  version\n\n"
-           "Exit status: 0 all images ok, 1 some image failed, 2 usage or bundle error.\n"
+           "Exit status: 0 all images ok, 1 some image failed, 2 usage or bundle error;\n"
+           "plus 4 when --quality refuse refused an image (4 refused only, 5 refused and failed).\n"
            "Not supported here (Python fundus-infer only): backends ort and torch, --checkpoint, --demo.\n";
     return out.str();
 }
@@ -130,6 +134,11 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
             }
         } else if (arg == "--fov") {
             status = takeValue(args.fov);
+        } else if (arg == "--quality") {
+            status = takeValue(args.quality);
+            if (status && args.quality != "flag" && args.quality != "refuse" && args.quality != "off") {
+                status = usageError("--quality must be flag, refuse or off (got '" + args.quality + "')");
+            }
         } else if (arg == "--threshold") {
             std::string text;
             status = takeValue(text);

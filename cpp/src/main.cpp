@@ -17,6 +17,7 @@
 #include "fundus/cli_args.h"
 #include "fundus/imageio.h"
 #include "fundus/pipeline.h"
+#include "fundus/quality.h"
 #include "fundus/sha256.h"
 #include "fundus/summary.h"
 
@@ -30,6 +31,7 @@ constexpr const char* kProg = "fundus-infer";
 constexpr int kExitOk = 0;
 constexpr int kExitImageFailed = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitRefused = 4;  // added when --quality refuse refused an image (runtime/cli.py EXIT_REFUSED)
 
 // runtime/imageio.py IMAGE_SUFFIXES
 const char* const kImageSuffixes[] = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm"};
@@ -116,21 +118,43 @@ fundus::Status writeOutputs(const fundus::CliArgs& args, const std::string& stem
     return fundus::Status::ok();
 }
 
-// One image: read, segment, write; its summary entry, or the Status naming why it failed.
+// The summary entry's description of the input image.
+fundus::Json imageEntry(const Job& job, const cv::Mat& image) {
+    const int depth = image.depth();
+    const int bitDepth = depth == CV_16U || depth == CV_16S ? 16 : (depth == CV_32F ? 32 : (depth == CV_64F ? 64 : 8));
+    fundus::Json entry = fundus::Json::object();
+    entry.set("file", job.source)
+        .set("width", image.cols)
+        .set("height", image.rows)
+        .set("channels", image.channels())
+        .set("bit_depth", bitDepth);
+    return entry;
+}
+
+// One image: read, grade, segment, write; its summary entry, or the Status naming why it failed.
+// With --quality refuse a rejected image is not segmented: `refused` is set, the entry says why.
 fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args, const fundus::Bundle& bundle,
                                     fundus::Backend& backend, const fundus::FovSetting& fov, double threshold,
-                                    std::string& progress) {
+                                    std::string& progress, bool& refused) {
     const auto start = std::chrono::steady_clock::now();
     auto image = fundus::readImage(job.source);
     if (!image) return image.status();
+    fundus::Result<fundus::Quality> quality = fundus::Quality();
+    if (args.quality != "off" && !(quality = fundus::assessImage(*image))) return quality.status();
+    if (args.quality == "refuse" && quality->rejected()) {
+        refused = true;
+        progress = job.source + ": refused: " + fundus::joinReasons(*quality);
+        return imageEntry(job, *image)
+            .set("refused", fundus::Json::boolean(true))
+            .set("quality", fundus::qualityJson(*quality))
+            .set("outputs", fundus::Json::object());
+    }
     auto seg = fundus::segmentImage(*image, bundle, backend, fov, threshold, args.batch);
     if (!seg) return seg.status();
     fundus::Json outputs = fundus::Json::object();
     fundus::Status status = writeOutputs(args, job.stem, *seg, outputs);
     if (!status) return status;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const int depth = image->depth();
-    const int bitDepth = depth == CV_16U || depth == CV_16S ? 16 : (depth == CV_32F ? 32 : (depth == CV_64F ? 64 : 8));
     char line[64];
     std::snprintf(line, sizeof(line), ": vessels %.1f%% of FOV, %.2f s", 100.0 * seg->vesselFraction, seconds);
     progress = job.source + line;
@@ -138,18 +162,18 @@ fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args,
     timings.set("preprocess", fundus::roundTo(seg->preprocessSeconds, 4))
         .set("inference", fundus::roundTo(seg->inferenceSeconds, 4))
         .set("postprocess", fundus::roundTo(seg->postprocessSeconds, 4));
-    fundus::Json entry = fundus::Json::object();
-    entry.set("file", job.source)
-        .set("width", image->cols)
-        .set("height", image->rows)
-        .set("channels", image->channels())
-        .set("bit_depth", bitDepth)
-        .set("backend", backend.name())
+    fundus::Json entry = imageEntry(job, *image);
+    entry.set("backend", backend.name())
         .set("precision", backend.precision())
         .set("seconds", fundus::roundTo(seconds, 4))
         .set("vessel_fraction", fundus::roundTo(seg->vesselFraction, 6))
         .set("timings", timings)
         .set("outputs", outputs);
+    if (args.quality != "off") {
+        fundus::assessVessels(*quality, seg->mask, seg->fov);
+        entry.set("quality", fundus::qualityJson(*quality));
+        progress += ", quality " + quality->verdict;
+    }
     return entry;
 }
 
@@ -213,11 +237,12 @@ int run(const fundus::CliArgs& args) {
     const std::vector<Job> jobs = collectJobs(args.inputs, failures);
     for (const Failure& f : failures) std::cerr << kProg << ": " << f.file << ": " << f.error << "\n";
     fundus::Json images = fundus::Json::array();
-    int succeeded = 0;
+    int succeeded = 0, refusedCount = 0;
     std::map<std::string, std::string> usedStems;
     for (const Job& job : jobs) {
         fundus::Result<fundus::Json> entry = fundus::Status::ok();
         std::string progress;
+        bool refused = false;
         auto used = usedStems.find(job.stem);
         if (used != usedStems.end()) {
             entry = fundus::Status::error(fundus::ErrorCode::kUsage,
@@ -225,7 +250,7 @@ int run(const fundus::CliArgs& args) {
         } else {
             usedStems[job.stem] = job.source;
             try {
-                entry = runJob(job, args, *bundle, **backend, fov, threshold, progress);
+                entry = runJob(job, args, *bundle, **backend, fov, threshold, progress, refused);
             } catch (const cv::Exception& e) {  // one bad image must not stop the batch
                 entry = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV error: " + e.msg);
             } catch (const std::exception& e) {
@@ -239,10 +264,15 @@ int run(const fundus::CliArgs& args) {
             std::cerr << kProg << ": " << (named ? reason : job.source + ": " + reason) << "\n";
             continue;
         }
-        ++succeeded;
-        if (!args.quiet) {
-            std::printf("%s\n", progress.c_str());
-            std::fflush(stdout);
+        if (refused) {
+            ++refusedCount;
+            std::cerr << kProg << ": " << progress << "\n";
+        } else {
+            ++succeeded;
+            if (!args.quiet) {
+                std::printf("%s\n", progress.c_str());
+                std::fflush(stdout);
+            }
         }
         images.push(std::move(*entry));
     }
@@ -257,7 +287,9 @@ int run(const fundus::CliArgs& args) {
         .set("precision", (*backend)->precision())
         .set("threshold", threshold)
         .set("fov", args.fov)
+        .set("quality", args.quality)
         .set("succeeded", succeeded)
+        .set("refused", refusedCount)
         .set("failed", int(failures.size()))
         .set("images", images)
         .set("failures", failureList);
@@ -268,9 +300,10 @@ int run(const fundus::CliArgs& args) {
         return kExitUsage;
     }
     if (!args.quiet) {
-        std::cerr << succeeded << " segmented, " << failures.size() << " failed -> " << summaryPath << "\n";
+        std::cerr << succeeded << " segmented, " << refusedCount << " refused, " << failures.size() << " failed -> "
+                  << summaryPath << "\n";
     }
-    return failures.empty() ? kExitOk : kExitImageFailed;
+    return (failures.empty() ? kExitOk : kExitImageFailed) + (refusedCount ? kExitRefused : 0);
 }
 
 }  // namespace

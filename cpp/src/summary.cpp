@@ -23,6 +23,7 @@ std::string Json::dump(int indent) const {
         case Kind::kString: return "\"" + jsonEscape(text_) + "\"";
         case Kind::kNumber: return jsonNumber(number_);
         case Kind::kInteger: return std::to_string(integer_);
+        case Kind::kBool: return integer_ ? "true" : "false";
         case Kind::kObject:
         case Kind::kArray: break;
     }

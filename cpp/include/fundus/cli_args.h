@@ -15,6 +15,7 @@ struct CliArgs {
     std::string backend = "auto";     // auto | opencv | trt
     std::string precision = "fp32";   // fp32 | fp16 | int8 (opencv: fp32 only)
     std::string fov = "auto";         // auto | none | path to a mask image
+    std::string quality = "flag";     // flag | refuse | off (runtime/quality.py gate)
     bool thresholdSet = false;
     double threshold = 0.5;           // used only when thresholdSet
     std::vector<std::string> save = {"mask", "prob", "overlay"};  // in the order given

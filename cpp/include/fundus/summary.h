@@ -15,13 +15,18 @@ namespace fundus {
 // An ordered JSON value: null-free by construction (model.json readers in C++ choke on null).
 class Json {
 public:
-    enum class Kind { kString, kNumber, kInteger, kObject, kArray };
+    enum class Kind { kString, kNumber, kInteger, kBool, kObject, kArray };
 
     Json(const char* text) : kind_(Kind::kString), text_(text) {}           // NOLINT
     Json(std::string text) : kind_(Kind::kString), text_(std::move(text)) {}  // NOLINT
     Json(double number) : kind_(Kind::kNumber), number_(number) {}            // NOLINT
     Json(int integer) : kind_(Kind::kInteger), integer_(integer) {}           // NOLINT
     Json(long long integer) : kind_(Kind::kInteger), integer_(integer) {}     // NOLINT
+    static Json boolean(bool flag) {  // explicit: a bool constructor would catch pointers
+        Json out(Kind::kBool);
+        out.integer_ = flag;
+        return out;
+    }
     static Json object() { return Json(Kind::kObject); }
     static Json array() { return Json(Kind::kArray); }
 
