@@ -35,13 +35,9 @@ from fundus_vessels.runtime.preprocess import to_uint8
 
 QUALITY_MODES = ("flag", "refuse", "off")
 VERDICTS = ("good", "usable", "reject")
-WORK_SIDE = (
-    256  # long side (px) of the image the FOV, colour and illumination are measured on
-)
+WORK_SIDE = 256  # long side (px) of the image the FOV, colour and illumination are measured on
 FOCUS_DIAMETER = 256  # FOV diameter (px) at which contrast and focus are measured
-PATCH_SIDE = (
-    512  # largest side (px) of the full-resolution square noise and blockiness use
-)
+PATCH_SIDE = 512  # largest side (px) of the full-resolution square noise and blockiness use
 EDGE_MARGIN = 3  # FOV edge points this close to the frame are the frame's edge, not the aperture's
 CLIP_LEVEL = 250  # a pixel is clipped when its brightest channel reaches this
 CONTRAST_FLOOR = 0.012  # focus divides by at least this share of the mean green (below it: no vessels to judge)
@@ -88,12 +84,8 @@ IMAGE_CHECKS = (
     Check("blockiness", False, 2.5, 6.0, "compression artefacts"),
 )
 VESSEL_CHECKS = (
-    Check(
-        "vessel_fraction", True, 0.04, 0.01, "implausible vessel map: too few vessels"
-    ),
-    Check(
-        "vessel_fraction", False, 0.25, 0.4, "implausible vessel map: too many vessels"
-    ),
+    Check("vessel_fraction", True, 0.04, 0.01, "implausible vessel map: too few vessels"),
+    Check("vessel_fraction", False, 0.25, 0.4, "implausible vessel map: too many vessels"),
     Check("vessel_connected", True, 0.6, 0.3, "implausible vessel map: fragmented"),
 )
 CHECKS = IMAGE_CHECKS + VESSEL_CHECKS
@@ -142,9 +134,7 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    return max(1, math.floor(width * scale + 0.5)), max(
-        1, math.floor(height * scale + 0.5)
-    )
+    return max(1, math.floor(width * scale + 0.5)), max(1, math.floor(height * scale + 0.5))
 
 
 def _lower_median(values: np.ndarray) -> int:
@@ -158,19 +148,12 @@ def _lower_median(values: np.ndarray) -> int:
 def _fit_circle(fov: np.ndarray) -> tuple[float, float, float] | None:
     """Least-squares (Kasa) circle through the FOV's edge points away from the frame; None if none fits."""
     height, width = fov.shape
-    contours, _ = cv2.findContours(
-        fov.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-    )
+    contours, _ = cv2.findContours(fov.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     points = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float64)
     x, y = points[:, 0], points[:, 1]
-    keep = (
-        (x >= EDGE_MARGIN)
-        & (x <= width - 1 - EDGE_MARGIN)
-        & (y >= EDGE_MARGIN)
-        & (y <= height - 1 - EDGE_MARGIN)
-    )
+    keep = (x >= EDGE_MARGIN) & (x <= width - 1 - EDGE_MARGIN) & (y >= EDGE_MARGIN) & (y <= height - 1 - EDGE_MARGIN)
     x, y = x[keep], y[keep]
     if x.size < 16:
         return None
@@ -188,9 +171,7 @@ def _fit_circle(fov: np.ndarray) -> tuple[float, float, float] | None:
     return float(cx), float(cy), math.sqrt(r2)
 
 
-def _fov_measures(
-    fov: np.ndarray, circle: tuple[float, float, float] | None
-) -> dict[str, float]:
+def _fov_measures(fov: np.ndarray, circle: tuple[float, float, float] | None) -> dict[str, float]:
     height, width = fov.shape
     inside = int(np.count_nonzero(fov))
     measures = {
@@ -203,12 +184,8 @@ def _fov_measures(
         yy, xx = np.ogrid[0:height, 0:width]
         disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
         union = int(np.count_nonzero(disc | fov))
-        measures["fov_roundness"] = (
-            int(np.count_nonzero(disc & fov)) / union if union else 0.0
-        )
-        measures["fov_completeness"] = min(
-            1.0, int(np.count_nonzero(disc)) / (math.pi * r * r)
-        )
+        measures["fov_roundness"] = int(np.count_nonzero(disc & fov)) / union if union else 0.0
+        measures["fov_completeness"] = min(1.0, int(np.count_nonzero(disc)) / (math.pi * r * r))
     return measures
 
 
@@ -216,14 +193,8 @@ def _colour_measures(small: np.ndarray, fov: np.ndarray) -> dict[str, float]:
     """Mean R, G, B shares inside the FOV, over unclipped pixels (clipping changes the ratios) if enough remain."""
     brightest = cv2.max(cv2.max(small[:, :, 0], small[:, :, 1]), small[:, :, 2])
     unclipped = fov & (brightest < CLIP_LEVEL)
-    region = (
-        unclipped
-        if np.count_nonzero(unclipped) >= 0.005 * max(1, np.count_nonzero(fov))
-        else fov
-    )
-    means = [
-        float(small[:, :, c][region].mean()) if region.any() else 0.0 for c in range(3)
-    ]
+    region = unclipped if np.count_nonzero(unclipped) >= 0.005 * max(1, np.count_nonzero(fov)) else fov
+    means = [float(small[:, :, c][region].mean()) if region.any() else 0.0 for c in range(3)]
     total = sum(means)
     return {
         "red_share": means[0] / total if total else 0.0,
@@ -231,25 +202,20 @@ def _colour_measures(small: np.ndarray, fov: np.ndarray) -> dict[str, float]:
     }
 
 
-def _illumination_measures(
-    small: np.ndarray, fov: np.ndarray, diameter: float
-) -> dict[str, float]:
+def _illumination_measures(small: np.ndarray, fov: np.ndarray, diameter: float) -> dict[str, float]:
     """Median luma, share of clipped green and smoothed-luma spread (p95 - p5) / p50 inside the FOV."""
     luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     inside = luma[fov]
     count = max(1, inside.size)
     measures = {
         "brightness": _lower_median(inside) / 255.0,
-        "clipped_fraction": int(np.count_nonzero(small[:, :, 1][fov] >= CLIP_LEVEL))
-        / count,
+        "clipped_fraction": int(np.count_nonzero(small[:, :, 1][fov] >= CLIP_LEVEL)) / count,
     }
     # illumination field: luma averaged over FOV pixels only, on a coarse grid, then smoothed
     cell = max(1, math.floor(diameter / 32.0))
     coarse = _scaled_size(*luma.shape, 1.0 / cell)
     weight = cv2.resize(fov.astype(np.float32), coarse, interpolation=cv2.INTER_AREA)
-    total = cv2.resize(
-        luma.astype(np.float32) * fov, coarse, interpolation=cv2.INTER_AREA
-    )
+    total = cv2.resize(luma.astype(np.float32) * fov, coarse, interpolation=cv2.INTER_AREA)
     sigma = 2.0
     weight_s = cv2.GaussianBlur(weight, (0, 0), sigma)
     total_s = cv2.GaussianBlur(total, (0, 0), sigma)
@@ -263,9 +229,7 @@ def _illumination_measures(
     return measures
 
 
-def _focus_measures(
-    green: np.ndarray, fov_small: np.ndarray, diameter_px: float
-) -> dict[str, float]:
+def _focus_measures(green: np.ndarray, fov_small: np.ndarray, diameter_px: float) -> dict[str, float]:
     """Contrast and focus of the green channel with the FOV resized to FOCUS_DIAMETER px."""
     height, width = green.shape
     size = _scaled_size(height, width, FOCUS_DIAMETER / max(diameter_px, 1.0))
@@ -291,9 +255,7 @@ def _focus_measures(
 NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
-def _patch_measures(
-    green: np.ndarray, centre: tuple[float, float], radius: float
-) -> dict[str, float]:
+def _patch_measures(green: np.ndarray, centre: tuple[float, float], radius: float) -> dict[str, float]:
     """Noise (Immerkaer's mask, median-based) and JPEG blockiness on a full-resolution square in the FOV."""
     height, width = green.shape
     side = min(PATCH_SIDE, math.floor(1.2 * radius))
@@ -311,9 +273,7 @@ def _patch_measures(
     for diff in (np.abs(np.diff(patch, axis=1)), np.abs(np.diff(patch, axis=0)).T):
         edge = (np.arange(diff.shape[1])) % 8 == 7
         # +0.1 gray level: a patch flat inside its blocks (very low JPEG quality) stays finite and large
-        ratios.append(
-            (float(diff[:, edge].mean()) + 0.1) / (float(diff[:, ~edge].mean()) + 0.1)
-        )
+        ratios.append((float(diff[:, edge].mean()) + 0.1) / (float(diff[:, ~edge].mean()) + 0.1))
     measures["blockiness"] = float(np.mean(ratios))
     return measures
 
@@ -336,17 +296,9 @@ def image_measures(image: np.ndarray) -> dict[str, float]:
         centre, radius = (circle[0] / scale, circle[1] / scale), circle[2] / scale
     else:
         ys, xs = np.nonzero(fov)
-        span = (
-            max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-            if xs.size
-            else max(fov.shape)
-        )
+        span = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) if xs.size else max(fov.shape)
         centre, radius = (
-            (
-                (xs.mean() / scale, ys.mean() / scale)
-                if xs.size
-                else (width / 2, height / 2)
-            ),
+            ((xs.mean() / scale, ys.mean() / scale) if xs.size else (width / 2, height / 2)),
             span / 2 / scale,
         )
     measures["fov_diameter_px"] = 2.0 * radius
@@ -363,9 +315,7 @@ def assess_image(image: np.ndarray) -> Quality:
     return _grade(Quality(measures=image_measures(image)), IMAGE_CHECKS)
 
 
-def vessel_measures(
-    mask: np.ndarray, fov: np.ndarray, fov_diameter_px: float
-) -> dict[str, float]:
+def vessel_measures(mask: np.ndarray, fov: np.ndarray, fov_diameter_px: float) -> dict[str, float]:
     """Vessel share of the FOV and the share of vessel pixels in components spanning CONNECTED_SPAN."""
     inside = int(np.count_nonzero(fov))
     vessels = mask.astype(np.uint8)
@@ -377,18 +327,14 @@ def vessel_measures(
     if total:
         _, _, stats, _ = cv2.connectedComponentsWithStats(vessels, connectivity=8)
         span = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
-        connected = stats[1:, cv2.CC_STAT_AREA][
-            span >= CONNECTED_SPAN * fov_diameter_px
-        ].sum()
+        connected = stats[1:, cv2.CC_STAT_AREA][span >= CONNECTED_SPAN * fov_diameter_px].sum()
         measures["vessel_connected"] = int(connected) / total
     return measures
 
 
 def assess_vessels(quality: Quality, mask: np.ndarray, fov: np.ndarray) -> Quality:
     """Add the vessel-map plausibility measures to ``quality`` and grade them (:data:`VESSEL_CHECKS`)."""
-    quality.measures.update(
-        vessel_measures(mask, fov, quality.measures["fov_diameter_px"])
-    )
+    quality.measures.update(vessel_measures(mask, fov, quality.measures["fov_diameter_px"]))
     return _grade(quality, VESSEL_CHECKS)
 
 
