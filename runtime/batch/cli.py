@@ -38,8 +38,6 @@ def batch_parser() -> argparse.ArgumentParser:
     parser.description = "Segment an archive of fundus photographs on Ray Data (resumable)."
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
     parser.add_argument("--workers", type=int, help="actors, one model session each (default: CPUs / threads)")
-    if "--measure" not in parser._option_string_actions:  # fundus-infer may grow its own
-        parser.add_argument("--measure", action="store_true", help="vessel measurements as table columns")
     return parser
 
 
@@ -107,6 +105,18 @@ def run_rows(args: argparse.Namespace, tasks: list[dict], settings: str, journal
     return rows
 
 
+def write_measure_tables(out_dir, rows: list[dict]) -> None:
+    """measurements.csv and segments.csv, as ``fundus-infer --measure`` writes them, from the rows' parts."""
+    from fundus_vessels.runtime.measure.cli import Recorder
+
+    recorder = Recorder()
+    for row in sorted(rows, key=lambda r: r["index"]):
+        tables = json.loads(row.get("measure_tables") or '{"rows": [], "segments": []}')
+        recorder.rows.extend(tables["rows"])
+        recorder.segments.extend(tables["segments"])
+    recorder.write_tables(out_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.demo:
@@ -125,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         write_table(args.output_dir, rows)
         images = [json.loads(r["entry"]) for r in sorted(rows, key=lambda r: r["index"]) if r["entry"]]
         failures += [{"file": r["file"], "error": r["reason"]} for r in rows if r["status"] == "failed"]
+        if args.measure:
+            write_measure_tables(args.output_dir, rows)
         summary = build_summary(segmenter, args.fov, images, failures, args.quality)
         summary["tool"] = PROG
         write_json(args.output_dir / "summary.json", summary)

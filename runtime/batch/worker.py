@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import cv2
@@ -17,8 +16,6 @@ import numpy as np
 from fundus_vessels.runtime.batch.table import is_done, output_hashes
 from fundus_vessels.runtime.bundle import sha256_file
 from fundus_vessels.runtime.cli import Job, segment_job, setup
-from fundus_vessels.runtime.imageio import read_binary_mask, read_image
-from fundus_vessels.runtime.pipeline import resolve_fov
 
 
 def input_hash(path: Path) -> str:
@@ -95,17 +92,28 @@ class SegmentWorker:
         )
         if failure is not None:
             return failed_row(task, sha, self.settings, failure["error"])
+        tables = self.measure(entry, out_dir) if self.args.measure and not entry.get("refused") else None
         row = entry_row(task, entry, sha, self.settings, out_dir)
-        if self.args.measure and row["status"] == "ok":
-            row |= self.measurements(path, out_dir / entry["outputs"]["mask"])
+        if tables is not None:
+            figures = entry.get("measurements", {})
+            row |= {f"measure.{k}": v if isinstance(v, (int, float, str)) else str(v) for k, v in figures.items()}
+            row["measure_tables"] = json.dumps(tables, default=float)  # column order kept for the CSVs
         return row
 
-    def measurements(self, image_path: Path, mask_path: Path) -> dict:
-        """``fundus_vessels.runtime.measure.measure_mask`` of the written mask, as ``measure.<name>`` columns."""
-        from fundus_vessels.runtime.measure import measure_mask
+    def measure(self, entry: dict, out_dir: Path) -> dict:
+        """``fundus-infer --measure`` for one entry: ``entry["measurements"]`` and its picture, as
+        :func:`fundus_vessels.runtime.measure.infer.measure_infer_outputs` does; returns its
+        measurements.csv and segments.csv rows (the driver writes both tables)."""
+        from fundus_vessels.runtime.measure.cli import Recorder
+        from fundus_vessels.runtime.measure.sources import collect_sources_from_entries, load
 
-        start = time.perf_counter()
-        fov = resolve_fov(read_image(image_path), self.fov)
-        figures = measure_mask(read_binary_mask(mask_path), fov)
-        columns = {f"measure.{k}": v if isinstance(v, (int, float, str)) else str(v) for k, v in figures.items()}
-        return columns | {"measure_s": round(time.perf_counter() - start, 4)}
+        args = self.args
+        recorder = Recorder(args.pixel_size_um, args.camera_fov_deg)
+        ((_, source),) = collect_sources_from_entries(out_dir, [entry], args.fov)
+        if source is None:
+            raise ValueError(f"{entry['file']}: --measure needs the mask: keep mask in --save")
+        mask, fov, fov_source = load(source, "auto")
+        entry["measurements"] = recorder.measure(
+            source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source
+        )
+        return {"rows": recorder.rows, "segments": recorder.segments}
