@@ -2,9 +2,9 @@
 
 QDQ format (explicit precision: both ONNX Runtime and TensorRT's strongly typed builder read
 the scales from the graph), per-channel symmetric INT8 weights, symmetric INT8 activations
-(TensorRT supports only zero-point 0), entropy calibration. The graph's two ends stay float
-(:func:`calib.graphs.tensorrt_float_nodes`; TensorRT runs them in FP16/FP32): the first conv,
-whose 8-bit input symmetric INT8 would halve, and the head with the conv + LeakyReLU feeding it
+(TensorRT supports only zero-point 0), percentile calibration by default (``DEFAULT_METHODS``),
+float biases. The graph's two ends stay float (:func:`fundus_vessels.calib.graphs.tensorrt_float_nodes`;
+TensorRT runs them in FP16/FP32): the first conv, whose 8-bit input symmetric INT8 would halve, and the head with the conv + LeakyReLU feeding it
 and the output activation (the two logits' *difference* decides the mask at p = 0.5, so INT8 steps
 there flip pixels along every vessel edge). Head + Softmax alone float gave 98.5 % held-out mask
 agreement on the shipped model; the ends float, 99.6 % (gate 99.5 %).
@@ -40,7 +40,8 @@ TARGETS = ("tensorrt", "cpu")
 TARGET_PRECISION = {"tensorrt": "int8", "cpu": "int8_cpu"}
 TARGET_FILES = {"tensorrt": "model.int8.onnx", "cpu": "model.int8cpu.onnx"}
 # calibration method of each target when none is given (measured on the shipped model)
-DEFAULT_METHODS = {"tensorrt": "entropy", "cpu": "minmax"}
+# percentile for TensorRT: on the shipped model entropy calibration missed the held-out gate (99.49 % < 99.5 %)
+DEFAULT_METHODS = {"tensorrt": "percentile", "cpu": "minmax"}
 # why the TensorRT file keeps its float nodes (recorded in model.json)
 TENSORRT_FLOAT_REASONS = {
     "input_conv": "reads the 8-bit input plane in [-1, 1]: symmetric INT8 (step 1/127) halves its 255 levels",

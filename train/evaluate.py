@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on whole images (tiling + stitching) with the protocol of DESIGN.md.
+"""Evaluate a checkpoint on whole images (tiling + stitching) with the protocol of the README (Results).
 
 python -m fundus_vessels.train.evaluate --checkpoint runs/x/best.pt --data drive --split test --out runs/x/test
 """

@@ -1,5 +1,7 @@
-// Tiles cut from the (reflect-padded) plane and stitched back with a tent window, exactly as
-// runtime/tiling.py: last tile aligned to the end, float32 accumulation in the same order.
+// Tiles cut from the (reflect-padded) plane and stitched back with a tent window, on the grid of
+// runtime/tiling.py (last tile aligned to the end). Sums accumulate in float32 here and in float64
+// in Python; the stitched maps agree to float rounding (the parity test holds masks equal and the
+// probability PNGs within 1/255).
 #pragma once
 
 #include <vector>
