@@ -4,10 +4,11 @@ QDQ format (explicit precision: both ONNX Runtime and TensorRT's strongly typed 
 the scales from the graph), per-channel symmetric INT8 weights, symmetric INT8 activations
 (TensorRT supports only zero-point 0), percentile calibration by default (``DEFAULT_METHODS``),
 float biases. The graph's two ends stay float (:func:`fundus_vessels.calib.graphs.tensorrt_float_nodes`;
-TensorRT runs them in FP16/FP32): the first conv, whose 8-bit input symmetric INT8 would halve, and the head with the conv + LeakyReLU feeding it
-and the output activation (the two logits' *difference* decides the mask at p = 0.5, so INT8 steps
-there flip pixels along every vessel edge). Head + Softmax alone float gave 98.5 % held-out mask
-agreement on the shipped model; the ends float, 99.6 % (gate 99.5 %).
+TensorRT runs them in FP16/FP32): the first conv, whose 8-bit input symmetric INT8 would halve,
+and the head with the conv + LeakyReLU feeding it and the output activation (the two logits'
+*difference* decides the mask at p = 0.5, so INT8 steps there flip pixels along every vessel edge).
+Head + Softmax alone float gave 98.5 % held-out mask agreement on the shipped model; the ends float,
+99.6 % (gate 99.5 %).
 
 ``target="cpu"`` writes a second file tuned for ONNX Runtime's CPU kernels instead
 (``model.int8cpu.onnx``): asymmetric UINT8 activations (MLAS's fast path is U8S8; S8S8 on AVX2 ran
