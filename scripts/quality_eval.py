@@ -8,6 +8,8 @@ mismatch, and each measure's range per case, and writes them to ``--out`` as JSO
 Exit status 1 when any case misses its expectation.
 
     python scripts/quality_eval.py --data-root ../shared/data --out docs/results/quality_eval.json
+    python scripts/quality_eval.py --bench     # ms per assessment: a DRIVE image and a 3504x2336 one
+    python scripts/quality_eval.py --f1        # the shipped model's F1 on DRIVE test 01, 06, 11, 16 per case
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,95 +218,108 @@ def grade(expected: tuple[str, ...] | None, reason: str | None, quality: dict) -
     return ok and (reason is None or any(r.startswith(reason) for r in quality["reasons"]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="write the table, mismatches and measure ranges here (JSON)",
-    )
-    parser.add_argument("--limit", type=int, help="only the first N photographs (a quick look)")
-    args = parser.parse_args(argv)
+def bench(data_root: Path, rounds: int = 30) -> None:
+    """Median and best time of :func:`assess_image` on DRIVE test 01 (565x584) and on it resized to 3504x2336."""
+    drive = read_image(dataset_files(data_root, "drive", "test")[0].image)
+    large = cv2.resize(drive, (3504, 2336), interpolation=cv2.INTER_CUBIC)
+    for name, image in (("DRIVE 565x584", drive), ("3504x2336", large)):
+        assess_image(image)
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            assess_image(image)
+            times.append(time.perf_counter() - start)
+        print(
+            f"{name}: median {1000 * float(np.median(times)):.1f} ms, best {1000 * min(times):.1f} ms ({rounds} runs)"
+        )
 
-    rows: list[dict] = []
-    for index, (name, photo) in enumerate(photographs(args.data_root)):
-        if args.limit is not None and index >= args.limit:
+
+def graded_rows(data_root: Path, limit: int | None) -> list[dict]:
+    """One row per (image, case): its quality, what was expected and whether it was met."""
+
+    def row(image: str, case: str, verdicts: tuple[str, ...] | None, reason: str | None, picture: np.ndarray) -> dict:
+        quality = assess_image(picture).to_dict()
+        expected = "/".join(verdicts) if verdicts else "(shown)"
+        return {"image": image, "case": case, "expected": expected, **quality, "ok": grade(verdicts, reason, quality)}
+
+    rows = []
+    for index, (name, photo) in enumerate(photographs(data_root)):
+        if limit is not None and index >= limit:
             break
         measures = assess_image(photo).measures
-        for case in DEGRADATIONS:
-            quality = assess_image(case.make(photo, measures)).to_dict()
-            expected = "/".join(case.verdicts) if case.verdicts else "(shown)"
-            rows.append({"image": name, "case": case.name, "expected": expected, **quality})
-            rows[-1]["ok"] = grade(case.verdicts, case.reason, quality)
-    skimage_retina = None
+        rows += [row(name, case.name, case.verdicts, case.reason, case.make(photo, measures)) for case in DEGRADATIONS]
     try:
         import skimage.data
-
-        skimage_retina = skimage.data.retina()
     except ImportError:
         print("scikit-image not installed: its samples are left out", file=sys.stderr)
-    if skimage_retina is not None:
-        quality = assess_image(skimage_retina).to_dict()
-        rows.append(
-            {
-                "image": "skimage.data.retina",
-                "case": "fundus (scikit-image)",
-                "expected": "good/usable",
-            }
-        )
-        rows[-1].update(quality, ok=grade(GOOD, None, quality))
-        for name, image in non_fundus():
-            quality = assess_image(image).to_dict()
-            rows.append({"image": name, "case": "not a fundus", "expected": "reject", **quality})
-            rows[-1]["ok"] = grade(("reject",), NOT_FUNDUS, quality)
-    synthetic = assess_image(make_synthetic_fundus().image_rgb).to_dict()
-    rows.append(
-        {
-            "image": "synthetic fundus",
-            "case": "fundus (synthetic)",
-            "expected": "good/usable",
-            **synthetic,
-        }
-    )
-    rows[-1]["ok"] = grade(GOOD, None, synthetic)
+    else:
+        rows.append(row("skimage.data.retina", "fundus (scikit-image)", GOOD, None, skimage.data.retina()))
+        rows += [row(name, "not a fundus", ("reject",), NOT_FUNDUS, image) for name, image in non_fundus()]
+    rows.append(row("synthetic fundus", "fundus (synthetic)", GOOD, None, make_synthetic_fundus().image_rgb))
+    return rows
 
-    table: dict[str, dict[str, int]] = {}
+
+def report(rows: list[dict], out: Path | None) -> int:
+    """Print the confusion table and every miss; write them with each case's measure ranges to ``out``."""
+    table: dict[str, dict] = {}
     for row in rows:
-        counts = table.setdefault(
-            row["case"],
-            {"expected": row["expected"], "good": 0, "usable": 0, "reject": 0},
-        )
+        counts = table.setdefault(row["case"], {"expected": row["expected"], "good": 0, "usable": 0, "reject": 0})
         counts[row["verdict"]] += 1
+        counts["misses"] = counts.get("misses", 0) + (not row["ok"])
     print("| case | expected | good | usable | reject | misses |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for case, counts in table.items():
-        misses = sum(1 for r in rows if r["case"] == case and not r["ok"])
-        print(
-            f"| {case} | {counts['expected']} | {counts['good']} | {counts['usable']} | {counts['reject']} | {misses} |"
-        )
+    for case, c in table.items():
+        print(f"| {case} | {c['expected']} | {c['good']} | {c['usable']} | {c['reject']} | {c['misses']} |")
     mismatches = [r for r in rows if not r["ok"]]
     for row in mismatches:
-        print(
-            f"MISS {row['image']} [{row['case']}]: {row['verdict']} {row['reasons']}",
-            file=sys.stderr,
-        )
+        print(f"MISS {row['image']} [{row['case']}]: {row['verdict']} {row['reasons']}", file=sys.stderr)
     ranges = {}
     for case in table:
         values = [r["measures"] for r in rows if r["case"] == case]
         ranges[case] = {
-            k: [
-                round(min(v[k] for v in values), 4),
-                round(max(v[k] for v in values), 4),
-            ]
-            for k in values[0]
+            k: [round(min(v[k] for v in values), 4), round(max(v[k] for v in values), 4)] for k in values[0]
         }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"table": table, "mismatches": mismatches, "ranges": ranges}
-        args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"table": table, "mismatches": mismatches, "ranges": ranges}, indent=1) + "\n")
     print(f"{len(rows) - len(mismatches)}/{len(rows)} cases as expected", file=sys.stderr)
     return 1 if mismatches else 0
+
+
+def model_f1(data_root: Path) -> None:
+    """Mean and worst F1 (inside the official FOV) of the shipped model on degraded DRIVE test 01, 06, 11, 16."""
+    from fundus_vessels.runtime.imageio import read_binary_mask
+    from fundus_vessels.runtime.metrics import ConfusionMatrix
+    from fundus_vessels.runtime.pipeline import Segmenter
+
+    segmenter = Segmenter(threads=1)
+    scores: dict[str, list[float]] = {}
+    for item in dataset_files(data_root, "drive", "test")[::5]:
+        photo, truth, fov = read_image(item.image), read_binary_mask(item.label), read_binary_mask(item.mask)
+        measures = assess_image(photo).measures
+        for case in DEGRADATIONS[:-2]:  # half frames change the size: no label to score against
+            matrix = ConfusionMatrix()
+            matrix.update(truth, segmenter.segment(case.make(photo, measures), fov).mask, fov)
+            scores.setdefault(case.name, []).append(matrix.compute()["f1"])
+    for name, values in scores.items():
+        print(f"{name}: F1 mean {np.mean(values):.3f}, worst {min(values):.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, help="write the table, mismatches and measure ranges here (JSON)")
+    parser.add_argument("--limit", type=int, help="only the first N photographs (a quick look)")
+    parser.add_argument("--bench", action="store_true", help="only time the assessment (see bench())")
+    parser.add_argument("--f1", action="store_true", help="only score the shipped model on degraded DRIVE images")
+    args = parser.parse_args(argv)
+    if args.bench:
+        bench(args.data_root)
+        return 0
+    if args.f1:
+        model_f1(args.data_root)
+        return 0
+    return report(graded_rows(args.data_root, args.limit), args.out)
 
 
 if __name__ == "__main__":
