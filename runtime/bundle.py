@@ -134,3 +134,17 @@ def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
     if bundle.in_channels != 1:
         raise BundleError(f"{meta_path}: input channels {bundle.in_channels} not supported (expected 1)")
     return bundle
+
+
+def shipped_names() -> list[str]:
+    """Names of the bundles shipped in ``fundus_vessels.models`` (folders holding a model.json)."""
+    root = resources.files("fundus_vessels.models")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.joinpath(MODEL_JSON).is_file())
+
+
+def bundle_path(value: str | os.PathLike) -> Path:
+    """``--model``: a bundle folder, or the name of a shipped bundle (``unet-drive``, ``unet-drive-chase``)."""
+    path = Path(value)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    return shipped_bundle(str(value)) if str(value) in shipped_names() else path

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
-from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, sha256_file
+from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, bundle_path, sha256_file
 from fundus_vessels.runtime.imageio import (
     ImageReadError,
     list_images,
@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Segment retinal vessels in fundus photographs.")
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders of images")
     parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR")
-    parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, metavar="BUNDLE_DIR", help="model bundle folder")
+    parser.add_argument(
+        "--model", type=bundle_path, default=DEFAULT_BUNDLE, metavar="BUNDLE", help="bundle folder or shipped name"
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument(

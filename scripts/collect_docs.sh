@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# Copy the shipped model's figures, training log/config and result files into docs/.
-#   scripts/collect_docs.sh runs/finetune models/unet-drive-chase
+# Copy a shipped model's figures, training log/config and result files into docs/, one folder per bundle.
+#   scripts/collect_docs.sh runs/drive models/unet-drive
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${1:-runs/shipped}
-BUNDLE=${2:-models/unet-drive-chase}
-mkdir -p docs/figures docs/results docs/training
-cp "$RUN/loss_curve.png" docs/figures/loss_curve.png
-cp "$RUN/test/panels/drive_01.png" docs/figures/panel_drive_01.png
-cp "$RUN/test/panels/drive_02.png" docs/figures/panel_drive_02.png
-cp "$RUN/config.yaml" "$RUN/log.jsonl" docs/training/
+RUN=${1:?usage: collect_docs.sh RUN BUNDLE}
+BUNDLE=${2:?usage: collect_docs.sh RUN BUNDLE}
+NAME=$(basename "$BUNDLE")
+FIG=docs/figures/$NAME RES=docs/results/$NAME TRAIN=docs/training/$NAME
+mkdir -p "$FIG" "$RES" "$TRAIN"
+cp "$RUN/loss_curve.png" "$FIG/loss_curve.png"
+cp "$RUN/test/panels/drive_01.png" "$FIG/panel_drive_01.png"
+cp "$RUN/test/panels/drive_02.png" "$FIG/panel_drive_02.png"
+cp "$RUN/config.yaml" "$RUN/log.jsonl" "$TRAIN/"
+[[ -f "$RUN/threshold.json" ]] && cp "$RUN/threshold.json" "$RES/threshold_validation.json"
+python scripts/time_to_quality.py "$RUN/log.jsonl" --out "$FIG/time_to_quality.png" --table "$RES/time_to_quality.json"
 # a fine-tuned run (--init CKPT): keep the config and log of the run it started from too
 INIT=$(sed -n 's/^init: *//p' "$RUN/config.yaml" | tr -d "'\"")
 if [[ -n "$INIT" ]]; then
-  mkdir -p docs/training/init
-  cp "$(dirname "$INIT")/config.yaml" "$(dirname "$INIT")/log.jsonl" docs/training/init/
-  cp "$(dirname "$INIT")/loss_curve.png" docs/figures/loss_curve_init.png
+  mkdir -p "$TRAIN/init"
+  cp "$(dirname "$INIT")/config.yaml" "$(dirname "$INIT")/log.jsonl" "$TRAIN/init/"
+  cp "$(dirname "$INIT")/loss_curve.png" "$FIG/loss_curve_init.png"
 fi
-cp "$RUN/test/metrics.json" docs/results/shipped_drive_test.json
-cp "$RUN/fundus-infer-metrics/metrics.json" docs/results/shipped_fundus_infer_drive_test.json
-cp "$BUNDLE/parity.json" docs/results/parity.json
-cp "$BUNDLE/int8_report.json" docs/results/int8_report.json
+cp "$RUN/test/metrics.json" "$RES/drive_test.json"
+cp "$RUN/fundus-infer-metrics/metrics.json" "$RES/fundus_infer_drive_test.json"
+cp "$BUNDLE/parity.json" "$RES/parity.json"
+cp "$BUNDLE/int8_report.json" "$RES/int8_report.json"
+# Table 1 of the paper (scripts/train_table1.sh), when its runs are here
 for row in fcn unet improved; do
-  cp "runs/table1-$row/test/metrics.json" "docs/results/table1_$row.json"
+  if [[ -f "runs/table1-$row/test/metrics.json" ]]; then cp "runs/table1-$row/test/metrics.json" "docs/results/table1_$row.json"; fi
 done
-[[ -f runs/tilesplit/test/metrics.json ]] && cp runs/tilesplit/test/metrics.json docs/results/tilesplit_test_tiles.json
+if [[ -f runs/tilesplit/test/metrics.json ]]; then cp runs/tilesplit/test/metrics.json docs/results/tilesplit_test_tiles.json; fi
 echo "docs/ updated from $RUN and $BUNDLE"
