@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from fundus_vessels.runtime.agreement import drive_test_planes
 from fundus_vessels.runtime.backends.ort import open_session, session_predictor
 from fundus_vessels.runtime.bundle import load_bundle
-from fundus_vessels.runtime.datasets import drive_files
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.inference import TilePredictor, predict_plane
 from fundus_vessels.runtime.metrics import SegmentationEvaluator
-from fundus_vessels.runtime.preprocess import preprocess
 
 REPORT_JSON = "int8_report.json"
 TARGETS = {"max_delta_points": 0.5, "min_agreement": 0.995, "min_speedup": 1.8}
@@ -67,9 +66,8 @@ def int8_report(
     evaluators = {p: SegmentationEvaluator(bundle.threshold) for p in predicts}
     agree = total = 0
     first_plane = None
-    for sample in drive_files(data_root, "test")[:images]:
-        photo, truth, fov = sample.load()
-        plane = preprocess(photo, bundle.preprocess)
+    for sample in drive_test_planes(bundle, data_root, images):
+        plane, truth, fov = sample.plane, sample.truth, sample.fov
         first_plane = plane if first_plane is None else first_plane
         probs = {p: predict_plane(plane, f, bundle.tile, bundle.overlap) for p, f in predicts.items()}
         for p, prob in probs.items():

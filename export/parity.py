@@ -15,8 +15,8 @@ from fundus_vessels.export.engine import build_engine
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.runtime.agreement import (
     TOLERANCES,
-    Plane,
     compare,
+    drive_test_planes,
     failures,
     pooled_scores,
     run_backend,
@@ -24,20 +24,9 @@ from fundus_vessels.runtime.agreement import (
 )
 from fundus_vessels.runtime.backends import Backend, BackendError, create_backend
 from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, load_bundle
-from fundus_vessels.runtime.datasets import drive_files
 from fundus_vessels.runtime.imageio import write_json
-from fundus_vessels.runtime.preprocess import preprocess
 
 PARITY_JSON = "parity.json"
-
-
-def drive_planes(bundle: Bundle, data_root: str | os.PathLike, count: int) -> list[Plane]:
-    """The first ``count`` DRIVE test images, preprocessed as the bundle says."""
-    planes = []
-    for sample in drive_files(data_root, "test")[:count]:
-        photo, truth, fov = sample.load()
-        planes.append(Plane(sample.name, preprocess(photo, bundle.preprocess), truth, fov))
-    return planes
 
 
 def backends_here(bundle: Bundle, checkpoint: str | os.PathLike) -> tuple[dict[str, Backend], dict[str, str]]:
@@ -69,7 +58,7 @@ def run_parity(
 ) -> dict:
     """Compare every available backend with PyTorch; write and return ``parity.json``'s content."""
     bundle = load_bundle(bundle_dir)
-    planes = drive_planes(bundle, data_root, images) if data_root else synthetic_planes(bundle, images)
+    planes = drive_test_planes(bundle, data_root, images) if data_root else synthetic_planes(bundle, images)
     torch_backend = create_backend("torch", bundle, "fp32", checkpoint=checkpoint)
     reference = run_backend(torch_backend.predict, planes, bundle, batch)
     found, skipped = backends_here(bundle, checkpoint)

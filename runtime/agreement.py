@@ -8,10 +8,12 @@ masks inside the FOV, and the change in pooled MIoU and F1 in points (×100) whe
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from fundus_vessels.runtime.bundle import Bundle
+from fundus_vessels.runtime.datasets import drive_files
 from fundus_vessels.runtime.inference import TilePredictor, predict_plane
 from fundus_vessels.runtime.metrics import SegmentationEvaluator
 from fundus_vessels.runtime.preprocess import preprocess
@@ -52,6 +54,15 @@ class Run:
 
     tiles: np.ndarray
     images: list[np.ndarray]
+
+
+def drive_test_planes(bundle: Bundle, data_root: str | os.PathLike, count: int) -> list[Plane]:
+    """The first ``count`` DRIVE test images (01, 02, …), preprocessed as the bundle says, with truth and FOV."""
+    planes = []
+    for sample in drive_files(data_root, "test")[:count]:
+        photo, truth, fov = sample.load()
+        planes.append(Plane(sample.name, preprocess(photo, bundle.preprocess), truth, fov))
+    return planes
 
 
 def synthetic_planes(bundle: Bundle, count: int, size: int = 320) -> list[Plane]:
