@@ -27,3 +27,5 @@ python -m fundus_vessels.export parity --bundle "$BUNDLE" --checkpoint "$CKPT" -
 fundus-infer "$DATA_ROOT/DRIVE/test/images" -o "$RUN/fundus-infer" --model "$BUNDLE" --quiet
 python -m fundus_vessels.train.evaluate --predictions "$RUN/fundus-infer" --model "$BUNDLE" --data drive --split test \
   --data-root "$DATA_ROOT" --out "$RUN/fundus-infer-metrics" --panels 0
+python -m fundus_vessels.export record-metrics --bundle "$BUNDLE" --metrics "$RUN/fundus-infer-metrics/metrics.json" \
+  --name fundus_infer_drive_test --command-line "fundus-infer $DATA_ROOT/DRIVE/test/images -o OUT --model $BUNDLE --quiet && python -m fundus_vessels.train.evaluate --predictions OUT --model $BUNDLE --data drive --split test --out METRICS"

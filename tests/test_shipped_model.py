@@ -33,7 +33,7 @@ def python_outputs(data_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("py")
     images = [data_root / "DRIVE" / "test" / "images" / name for name in IMAGES]
     proc = subprocess.run(
-        [sys.executable, "-m", "runtime", *map(str, images), "-o", str(out), "--quiet"],
+        [sys.executable, "-m", "fundus_vessels.runtime", *map(str, images), "-o", str(out), "--quiet"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -70,3 +70,27 @@ def test_cpp_binary_matches_python_on_drive(
         assert (py_mask == cpp_mask).mean() >= 0.999
         py_prob, cpp_prob = (read_image(d / f"{stem}_prob.png").astype(int) for d in (python_outputs, tmp_path))
         assert np.abs(py_prob - cpp_prob).max() <= 2
+
+
+@pytest.mark.slow
+def test_fundus_infer_default_model_reproduces_the_recorded_drive_test_figures(data_root: Path, tmp_path: Path) -> None:
+    """``fundus-infer`` with no ``--model`` on the 20 DRIVE test images, scored by the project's evaluation."""
+    recorded = load_bundle(SHIPPED).meta["metrics"]
+    assert "fundus_infer_drive_test" in recorded, "scripts/ship_model.sh records the product path's figures"
+    images = data_root / "DRIVE" / "test" / "images"
+    out, scored = tmp_path / "infer", tmp_path / "scored"
+    infer = [sys.executable, "-m", "fundus_vessels.runtime", str(images), "-o", str(out), "--quiet"]
+    assert subprocess.run(infer, capture_output=True, text=True, timeout=900).returncode == 0
+    evaluate = [
+        sys.executable, "-m", "fundus_vessels.train.evaluate", "--predictions", str(out), "--model", str(SHIPPED),
+        "--data", "drive", "--split", "test", "--data-root", str(data_root), "--out", str(scored), "--panels", "0",
+    ]  # fmt: skip
+    proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads((scored / "metrics.json").read_text())["fov"]["pooled"]
+    for source in ("fundus_infer_drive_test", "drive_test"):
+        want = recorded[source]["fov_pooled"]
+        assert got["miou"] == pytest.approx(want["miou"], abs=2e-4), source
+        assert got["f1"] == pytest.approx(want["f1"], abs=3e-4), source
+        # the probability PNG stores p to 1/255, which ties some scores: AUC within 0.001 of PyTorch's
+        assert got["auc"] == pytest.approx(want["auc"], abs=1e-3 if source == "drive_test" else 1e-5), source
