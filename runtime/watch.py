@@ -352,7 +352,9 @@ def _process(
             failure_entry(job.source, ValueError(f"output name {job.stem!r} already used by {owner}")),
         )
     else:
-        entry, failure = segment_job(job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers)
+        entry, failure = segment_job(
+            job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers, args.quality
+        )
     after = file_key(path)
     if after is None:
         return
@@ -362,6 +364,6 @@ def _process(
     ledger.record(name, key, sha256, job.stem, entry, failure)
     ledger.save()
     images, failures = ledger.results()
-    summary = build_summary(segmenter, args.fov, images, failures)
+    summary = build_summary(segmenter, args.fov, images, failures, args.quality)
     summary["watch"] = {"input": ledger.input_dir, "settle_s": args.settle}
     write_json(Path(args.output_dir) / "summary.json", summary)
