@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from fundus_vessels.runtime.bundle import BUNDLE_FORMAT
+from fundus_vessels.runtime.bundle_schema import BundleSpec, InputSpec, OutputSpec, TilingSpec
+from fundus_vessels.runtime.preprocess import PreprocessConfig
 from torch import nn
 
 INTENDED_USE = "research and screening support; not a diagnostic device"
@@ -54,19 +55,28 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def bundle_meta(ckpt: dict, model: nn.Module, name: str, opset: int) -> dict:
-    """Everything of ``model.json`` except ``files`` (added as each model file is written)."""
+def checkpoint_contract(ckpt: dict, source: object) -> BundleSpec:
+    """The ``model.json`` contract of a checkpoint, checked by the loader's rules (``source`` named in errors)."""
     tiling = ckpt["tiling"]
+    return BundleSpec(
+        input=InputSpec(INPUT_NAME),
+        preprocess=PreprocessConfig.from_dict(ckpt["preprocess"]),
+        tiling=TilingSpec(int(tiling["tile"]), int(tiling["overlap"])),
+        output=OutputSpec(OUTPUT_NAME, tuple(CLASSES), VESSEL_INDEX),
+        threshold=float(ckpt.get("threshold", THRESHOLD)),  # chosen on validation by train.threshold
+        files={},
+    ).checked(source)
+
+
+def bundle_meta(ckpt: dict, model: nn.Module, name: str, opset: int, source: object = "checkpoint") -> dict:
+    """Everything of ``model.json`` except the ``files`` entries (added as each model file is written)."""
+    contract = checkpoint_contract(ckpt, source).contract()
     metrics = {key: ckpt[key] for key in ("val_metrics", "best") if key in ckpt}
     meta = {
-        "format": BUNDLE_FORMAT,
+        "format": contract["format"],
         "name": name,
         "intended_use": INTENDED_USE,
-        "input": {"name": INPUT_NAME, "channels": 1, "layout": "NCHW", "dtype": "float32"},
-        "preprocess": dict(ckpt["preprocess"]),
-        "tiling": {"tile": int(tiling["tile"]), "overlap": int(tiling["overlap"])},
-        "output": {"name": OUTPUT_NAME, "classes": CLASSES, "vessel_index": VESSEL_INDEX, "activation": "softmax"},
-        "threshold": float(ckpt.get("threshold", THRESHOLD)),  # chosen on validation by train.threshold
+        **{key: contract[key] for key in ("input", "preprocess", "tiling", "output", "threshold")},
         "architecture": {**ckpt["model_spec"], "parameters": count_parameters(model)},
         "training": {"config": ckpt.get("config", {}), "epoch": ckpt.get("epoch"), "seed": ckpt.get("seed")},
         "metrics": {"source": "checkpoint (validation split)", **metrics} if metrics else {},

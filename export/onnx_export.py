@@ -137,7 +137,7 @@ def export_bundle(
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     tile = int(ckpt["tiling"]["tile"])
-    bundle = Bundle(root, bundle_meta(ckpt, model, name or root.resolve().name, OPSET))
+    bundle = Bundle(root, bundle_meta(ckpt, model, name or root.resolve().name, OPSET, checkpoint_path))
     bundle.meta["source_checkpoint"] = Path(checkpoint_path).name
 
     variants = [("fp32", True)] + ([("fp32_static", False)] if static else [])

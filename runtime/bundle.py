@@ -10,14 +10,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from fundus_vessels.runtime.bundle_schema import BUNDLE_FORMAT, BundleError, BundleSpec
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.preprocess import PreprocessConfig
 
-BUNDLE_FORMAT = "fundus-bundle/1"
+__all__ = [
+    "BUNDLE_FORMAT",
+    "DEFAULT_BUNDLE",
+    "DEFAULT_MODEL",
+    "MODEL_JSON",
+    "PRECISION_FILES",
+    "Bundle",
+    "BundleError",
+    "BundleSpec",
+    "bundle_path",
+    "load_bundle",
+    "sha256_file",
+    "shipped_bundle",
+    "shipped_names",
+]
+
 MODEL_JSON = "model.json"
 # precision name -> key in model.json "files"
 PRECISION_FILES = {
@@ -38,10 +54,6 @@ def shipped_bundle(name: str = DEFAULT_MODEL) -> Path:
 DEFAULT_BUNDLE = shipped_bundle()
 
 
-class BundleError(ValueError):
-    """A bundle folder that is missing, incomplete or whose files do not match ``model.json``."""
-
-
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -53,64 +65,80 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 @dataclass
 class Bundle:
-    """A loaded bundle: its folder and parsed ``model.json``."""
+    """A bundle: its folder, ``model.json`` as parsed (``meta``, provenance included) and its contract.
+
+    ``spec`` (:class:`BundleSpec`) is validated from ``meta`` on construction, on :meth:`register_file`
+    and on :meth:`save`, so no writer can save a ``model.json`` the loader refuses. The runtime reads
+    settings from ``spec`` (through the properties below); ``meta`` is for provenance.
+    """
 
     root: Path
     meta: dict
+    spec: BundleSpec = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.spec = BundleSpec.from_json(self.meta, self.meta_path)
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / MODEL_JSON
 
     @property
     def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.meta["preprocess"])
+        return self.spec.preprocess
 
     @property
     def tile(self) -> int:
-        return int(self.meta["tiling"]["tile"])
+        return self.spec.tiling.tile
 
     @property
     def overlap(self) -> int:
-        return int(self.meta["tiling"]["overlap"])
+        return self.spec.tiling.overlap
 
     @property
     def threshold(self) -> float:
-        return float(self.meta["threshold"])
+        return self.spec.threshold
 
     @property
     def vessel_index(self) -> int:
-        return int(self.meta["output"]["vessel_index"])
+        return self.spec.output.vessel_index
 
     @property
     def in_channels(self) -> int:
-        return int(self.meta["input"]["channels"])
+        return self.spec.input.channels
 
     def has(self, precision: str) -> bool:
-        return precision in self.meta.get("files", {})
+        return precision in self.spec.files
 
     def model_path(self, precision: str = "fp32", verify: bool = True) -> Path:
         """Path of the ONNX file for ``precision``; checks its sha256 against ``model.json``."""
-        files = self.meta.get("files", {})
+        files = self.spec.files
         if precision not in files:
             have = ", ".join(sorted(files)) or "none"
             raise BundleError(f"{self.root}: no {precision} model in {MODEL_JSON} (has: {have})")
         entry = files[precision]
-        path = self.root / entry["path"]
+        path = self.root / entry.path
         if not path.is_file():
             raise BundleError(f"{path}: listed in {MODEL_JSON} but missing")
-        if verify and sha256_file(path) != entry["sha256"]:
+        if verify and sha256_file(path) != entry.sha256:
             raise BundleError(f"{path}: sha256 does not match {MODEL_JSON} (file changed or corrupted)")
         return path
 
     def save(self) -> None:
-        """Write ``model.json`` atomically."""
-        write_json(self.root / MODEL_JSON, self.meta)
+        """Check ``meta`` by the loader's rules (else :class:`BundleError`), then write ``model.json`` atomically."""
+        self.spec = BundleSpec.from_json(self.meta, self.meta_path)
+        write_json(self.meta_path, self.meta)
 
     def register_file(self, precision: str, path: Path, **extra: object) -> None:
         """Record a model file (path relative to the bundle, sha256, size) under ``precision``."""
         self.meta.setdefault("files", {})[precision] = {
-            "path": os.path.relpath(path, self.root),
+            "path": Path(os.path.relpath(path, self.root)).as_posix(),
             "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
             **extra,
         }
+        self.spec = BundleSpec.from_json(self.meta, self.meta_path)
 
 
 def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
@@ -123,17 +151,7 @@ def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{meta_path}: not valid JSON ({exc})") from exc
-    for key in ("preprocess", "tiling", "output", "threshold", "input", "files"):
-        if key not in meta:
-            raise BundleError(f"{meta_path}: required key {key!r} missing")
-    bundle = Bundle(folder, meta)
-    try:
-        bundle.preprocess  # noqa: B018 - validates values
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{meta_path}: bad preprocess section ({exc})") from exc
-    if bundle.in_channels != 1:
-        raise BundleError(f"{meta_path}: input channels {bundle.in_channels} not supported (expected 1)")
-    return bundle
+    return Bundle(folder, meta)  # validates every contract value (BundleSpec.from_json)
 
 
 def shipped_names() -> list[str]:

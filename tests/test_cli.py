@@ -171,7 +171,7 @@ def _no_model_json(bundle: Path) -> None:
 
 @pytest.mark.parametrize(
     ("damage", "message"),
-    [(_corrupt_sha, "sha256"), (_three_channels, "channels 3"), (_no_model_json, "not a model bundle")],
+    [(_corrupt_sha, "sha256"), (_three_channels, "input.channels must be 1"), (_no_model_json, "not a model bundle")],
 )
 def test_bad_bundle_exits_2(damage, message: str, tiny_bundle: Path, tmp_path: Path, capsys) -> None:
     bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))

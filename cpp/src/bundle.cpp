@@ -1,31 +1,221 @@
 #include "fundus/bundle.h"
 
-#include <sys/stat.h>
-
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <iomanip>
 #include <sstream>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
 #include "fundus/sha256.h"
+
+#include <sys/stat.h>
 
 namespace fundus {
 namespace {
 
 constexpr const char* kModelJson = "model.json";
 
-Status bundleError(const std::string& message) { return Status::error(ErrorCode::kBundle, message); }
+Status bundleError(const std::string& message) {
+    return Status::error(ErrorCode::kBundle, message);
+}
 
-bool readNumber(const cv::FileNode& node, double& out) {
-    if (node.empty() || !(node.isReal() || node.isInt())) return false;
-    out = node.isInt() ? double(int(node)) : double(node);
+// The rules of runtime/bundle_schema.py, in its order and with its wording:
+// "<file>: <dotted.key> must be <rule> (got <value>)" or "<file>: <dotted.key> missing (must be <rule>)".
+constexpr int kTileMultiple = 32;
+
+// A value as runtime/bundle_schema.py's shown() writes it: strings quoted, floats as Python's repr.
+std::string shown(const cv::FileNode& node) {
+    if (node.isString()) return "'" + std::string(node) + "'";
+    if (node.isInt()) return std::to_string(int(node));
+    if (node.isMap()) return "an object";
+    if (node.isSeq()) return "a list";
+    if (!node.isReal()) return "null";
+    const double value = node.real();
+    if (std::isnan(value)) return "nan";
+    if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+    std::string text;
+    for (int precision = 1; precision <= 17; ++precision) {  // shortest text that reads back exactly
+        std::ostringstream out;
+        out << std::setprecision(precision) << value;
+        text = out.str();
+        if (std::strtod(text.c_str(), nullptr) == value) break;
+    }
+    if (text.find_first_of(".e") == std::string::npos) text += ".0";
+    return text;
+}
+
+class Checker {
+public:
+    explicit Checker(std::string source) : source_(std::move(source)) {}
+
+    Status fail(const std::string& key, const std::string& rule, const cv::FileNode& node) const {
+        if (node.empty()) return bundleError(source_ + ": " + key + " missing (must be " + rule + ")");
+        return bundleError(source_ + ": " + key + " must be " + rule + " (got " + shown(node) + ")");
+    }
+
+    Status section(const cv::FileNode& node, const std::string& key) const {
+        return node.isMap() ? Status::ok() : fail(key, "an object", node);
+    }
+
+    Status integer(const cv::FileNode& node, const std::string& key, const std::string& rule,
+                   const std::function<bool(int)>& ok, int& out) const {
+        if (!node.isInt() || !ok(int(node))) return fail(key, rule, node);
+        out = int(node);
+        return Status::ok();
+    }
+
+    Status number(const cv::FileNode& node, const std::string& key, const std::string& rule,
+                  const std::function<bool(double)>& ok, double& out) const {
+        const double value = node.isInt() ? double(int(node)) : node.isReal() ? node.real() : NAN;
+        if (!std::isfinite(value) || !ok(value)) return fail(key, rule, node);
+        out = value;
+        return Status::ok();
+    }
+
+    Status string(const cv::FileNode& node, const std::string& key, const std::string& rule,
+                  const std::function<bool(const std::string&)>& ok, std::string& out) const {
+        if (!node.isString() || !ok(std::string(node))) return fail(key, rule, node);
+        out = std::string(node);
+        return Status::ok();
+    }
+
+    Status knownKeys(const cv::FileNode& section, const std::string& prefix,
+                     const std::vector<std::string>& known) const {
+        std::string list;
+        for (const std::string& name : known) list += (list.empty() ? "" : ", ") + name;
+        for (const cv::FileNode& child : section) {
+            if (std::find(known.begin(), known.end(), child.name()) == known.end()) {
+                return bundleError(source_ + ": " + prefix + "." + child.name() +
+                                   " is not a known key (known: " + list + ")");
+            }
+        }
+        return Status::ok();
+    }
+
+private:
+    std::string source_;
+};
+
+bool nonEmpty(const std::string& text) {
+    return !text.empty();
+}
+bool anything(double) {
     return true;
 }
 
-bool readInt(const cv::FileNode& node, int& out) {
-    if (node.empty() || !node.isInt()) return false;
-    out = int(node);
-    return true;
+bool relativeInside(const std::string& path) {
+    if (path.empty() || path[0] == '/') return false;
+    std::stringstream parts(path);
+    std::string part;
+    bool any = false;
+    while (std::getline(parts, part, '/')) {
+        if (part == "..") return false;
+        any = any || (!part.empty() && part != ".");
+    }
+    return any;
+}
+
+bool isSha256(const std::string& text) {
+    return text.size() == 64 && std::all_of(text.begin(), text.end(),
+                                            [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+Status readInput(const Checker& check, const cv::FileNode& input, Bundle& bundle) {
+    std::string text;
+    Status s;
+    if (!(s = check.section(input, "input"))) return s;
+    if (!(s = check.string(input["name"], "input.name", "a non-empty string", nonEmpty, text))) return s;
+    if (!(s = check.integer(
+              input["channels"], "input.channels", "1 (one input plane)", [](int c) { return c == 1; },
+              bundle.inChannels))) {
+        return s;
+    }
+    auto equals = [](const char* want) { return [want](const std::string& v) { return v == want; }; };
+    if (!(s = check.string(input["layout"], "input.layout", "'NCHW'", equals("NCHW"), text))) return s;
+    return check.string(input["dtype"], "input.dtype", "'float32'", equals("float32"), text);
+}
+
+Status readPreprocess(const Checker& check, const cv::FileNode& pre, PreprocessConfig& p) {
+    Status s;
+    if (!(s = check.section(pre, "preprocess"))) return s;
+    if (!(s = check.knownKeys(pre, "preprocess", {"channel", "clahe_clip", "clahe_grid", "mean", "std"}))) return s;
+    auto channel = [](const std::string& v) { return v == "gray" || v == "green"; };
+    if (!(s = check.string(pre["channel"], "preprocess.channel", "'gray' or 'green'", channel, p.channel))) return s;
+    auto positive = [](double v) { return v > 0; };
+    if (!(s = check.number(pre["clahe_clip"], "preprocess.clahe_clip", "a finite number > 0", positive, p.claheClip))) {
+        return s;
+    }
+    if (!(s = check.integer(
+              pre["clahe_grid"], "preprocess.clahe_grid", "an integer >= 1", [](int v) { return v >= 1; },
+              p.claheGrid))) {
+        return s;
+    }
+    if (!(s = check.number(pre["mean"], "preprocess.mean", "a finite number", anything, p.mean))) return s;
+    return check.number(pre["std"], "preprocess.std", "a finite number > 0", positive, p.std);
+}
+
+Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bundle) {
+    Status s;
+    if (!(s = check.section(tiling, "tiling"))) return s;
+    if (!(s = check.knownKeys(tiling, "tiling", {"tile", "overlap"}))) return s;
+    const std::string multiple = std::to_string(kTileMultiple);
+    auto tileOk = [](int t) { return t >= kTileMultiple && t % kTileMultiple == 0; };
+    if (!(s = check.integer(tiling["tile"], "tiling.tile",
+                            "an integer >= " + multiple + " and a multiple of " + multiple, tileOk, bundle.tile))) {
+        return s;
+    }
+    const int tile = bundle.tile;
+    return check.integer(
+        tiling["overlap"], "tiling.overlap",
+        "an integer with 0 <= overlap < tiling.tile (" + std::to_string(tile) + ")",
+        [tile](int o) { return 0 <= o && o < tile; }, bundle.overlap);
+}
+
+Status readOutput(const Checker& check, const cv::FileNode& output, Bundle& bundle) {
+    std::string text;
+    Status s;
+    if (!(s = check.section(output, "output"))) return s;
+    if (!(s = check.string(output["name"], "output.name", "a non-empty string", nonEmpty, text))) return s;
+    const cv::FileNode classes = output["classes"];
+    bool namesOk = classes.isSeq() && classes.size() >= 2;
+    for (size_t i = 0; namesOk && i < classes.size(); ++i)
+        namesOk = classes[int(i)].isString() && !classes[int(i)].string().empty();
+    if (!namesOk) return check.fail("output.classes", "a list of at least 2 class names", classes);
+    const int count = int(classes.size());
+    if (!(s = check.integer(
+              output["vessel_index"], "output.vessel_index",
+              "an integer index into output.classes (0 to " + std::to_string(count - 1) + ")",
+              [count](int i) { return 0 <= i && i < count; }, bundle.vesselIndex))) {
+        return s;
+    }
+    return check.string(
+        output["activation"], "output.activation", "'softmax'", [](const std::string& v) { return v == "softmax"; },
+        text);
+}
+
+Status readFiles(const Checker& check, const cv::FileNode& files, Bundle& bundle) {
+    Status s;
+    if (!(s = check.section(files, "files"))) return s;
+    for (const cv::FileNode& entry : files) {
+        const std::string key = "files." + entry.name();
+        if (!entry.isMap()) return check.fail(key, "an object with path, sha256 and bytes", entry);
+        ModelFile file;
+        int bytes = 0;
+        if (!(s = check.string(entry["path"], key + ".path", "a relative path inside the bundle", relativeInside,
+                               file.path)) ||
+            !(s = check.string(entry["sha256"], key + ".sha256", "64 lower-case hex digits", isSha256, file.sha256)) ||
+            !(s = check.integer(
+                  entry["bytes"], key + ".bytes", "an integer >= 0", [](int n) { return n >= 0; }, bytes))) {
+            return s;
+        }
+        bundle.files[entry.name()] = file;
+    }
+    return Status::ok();
 }
 
 }  // namespace
@@ -50,8 +240,8 @@ Result<std::string> Bundle::modelPath(const std::string& precision, bool verify)
     if (it == files.end()) {
         std::string have;
         for (const auto& entry : files) have += (have.empty() ? "" : ", ") + entry.first;
-        return bundleError(root + ": no " + precision + " model in " + kModelJson + " (has: " +
-                           (have.empty() ? "none" : have) + ")");
+        return bundleError(root + ": no " + precision + " model in " + kModelJson +
+                           " (has: " + (have.empty() ? "none" : have) + ")");
     }
     const std::string path = joinPath(root, it->second.path);
     if (!isFile(path)) return bundleError(path + ": listed in " + std::string(kModelJson) + " but missing");
@@ -85,10 +275,8 @@ Result<Bundle> loadBundle(const std::string& root) {
     if (!fs.isOpened()) return bundleError(metaPath + ": not valid JSON");
 
     const cv::FileNode top = fs.root();
-    for (const char* key : {"preprocess", "tiling", "output", "threshold", "input", "files"}) {
-        if (top[key].empty()) return bundleError(metaPath + ": required key '" + key + "' missing");
-    }
-
+    const Checker check(metaPath);
+    if (!top.isMap()) return check.fail("content", "a JSON object", top);
     Bundle bundle;
     bundle.root = root;
     if (top["name"].isString()) {
@@ -99,45 +287,18 @@ Result<Bundle> loadBundle(const std::string& root) {
         const auto slash = folder.find_last_of('/');
         bundle.name = slash == std::string::npos ? folder : folder.substr(slash + 1);
     }
-    const cv::FileNode pre = top["preprocess"];
-    PreprocessConfig& p = bundle.preprocess;
-    if (!pre["channel"].isString() || !readNumber(pre["clahe_clip"], p.claheClip) ||
-        !readInt(pre["clahe_grid"], p.claheGrid) || !readNumber(pre["mean"], p.mean) || !readNumber(pre["std"], p.std)) {
-        return bundleError(metaPath + ": bad preprocess section (need channel, clahe_clip, clahe_grid, mean, std)");
-    }
-    p.channel = std::string(pre["channel"]);
-    if (p.channel != "gray" && p.channel != "green") {
-        return bundleError(metaPath + ": bad preprocess section (channel must be 'gray' or 'green', got '" + p.channel + "')");
-    }
-    if (p.claheClip <= 0 || p.claheGrid < 1 || p.std <= 0) {
-        return bundleError(metaPath + ": bad preprocess section (invalid clahe_clip, clahe_grid or std)");
-    }
-
-    const cv::FileNode tiling = top["tiling"];
-    if (!readInt(tiling["tile"], bundle.tile) || !readInt(tiling["overlap"], bundle.overlap)) {
-        return bundleError(metaPath + ": bad tiling section (need integer tile and overlap)");
-    }
-    if (bundle.tile <= 0 || bundle.overlap < 0 || bundle.overlap >= bundle.tile) {
-        return bundleError(metaPath + ": bad tiling section (need 0 <= overlap < tile)");
-    }
-    if (!readInt(top["output"]["vessel_index"], bundle.vesselIndex) || bundle.vesselIndex < 0) {
-        return bundleError(metaPath + ": bad output section (need integer vessel_index)");
-    }
-    if (!readNumber(top["threshold"], bundle.threshold)) return bundleError(metaPath + ": threshold must be a number");
-    if (!readInt(top["input"]["channels"], bundle.inChannels)) {
-        return bundleError(metaPath + ": bad input section (need integer channels)");
-    }
-    if (bundle.inChannels != 1) {
-        return bundleError(metaPath + ": input channels " + std::to_string(bundle.inChannels) +
-                           " not supported (expected 1)");
-    }
-    const cv::FileNode files = top["files"];
-    if (!files.isMap()) return bundleError(metaPath + ": 'files' must be an object");
-    for (const cv::FileNode& entry : files) {
-        if (!entry.isMap() || !entry["path"].isString() || !entry["sha256"].isString()) {
-            return bundleError(metaPath + ": files." + entry.name() + " needs string 'path' and 'sha256'");
-        }
-        bundle.files[entry.name()] = ModelFile{std::string(entry["path"]), std::string(entry["sha256"])};
+    std::string format;
+    Status s = check.string(
+        top["format"], "format", "'fundus-bundle/1'", [](const std::string& v) { return v == "fundus-bundle/1"; },
+        format);
+    if (!s || !(s = readInput(check, top["input"], bundle)) ||
+        !(s = readPreprocess(check, top["preprocess"], bundle.preprocess)) ||
+        !(s = readTiling(check, top["tiling"], bundle)) || !(s = readOutput(check, top["output"], bundle)) ||
+        !(s = check.number(
+              top["threshold"], "threshold", "a finite number in (0, 1)", [](double t) { return 0 < t && t < 1; },
+              bundle.threshold)) ||
+        !(s = readFiles(check, top["files"], bundle))) {
+        return s;
     }
     return bundle;
 }

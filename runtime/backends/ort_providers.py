@@ -67,7 +67,7 @@ def shape_option(name: str, shape: list[int]) -> str:
 
 def tensorrt_options(bundle: Bundle, file_key: str, cache_dir: Path) -> dict[str, str]:
     """Options of ONNX Runtime's TensorRT provider for one bundle file."""
-    name = str(bundle.meta.get("input", {}).get("name", "image"))
+    name = bundle.spec.input.name
     shapes = Profile(bundle.tile, MAX_BATCH).shapes()
     return {
         "trt_engine_cache_enable": "True",

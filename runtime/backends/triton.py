@@ -92,8 +92,8 @@ class TritonBackend:
         self._check_same_model(bundle, served_parameters(config))
         config = config.get("config", config)
         self.max_batch = int(config.get("max_batch_size", 0)) or 1
-        self.input_name = str(bundle.meta["input"]["name"])
-        self.output_name = str(bundle.meta["output"]["name"])
+        self.input_name = bundle.spec.input.name
+        self.output_name = bundle.spec.output.name
         self.vessel_index = bundle.vessel_index
 
     def _model_config(self) -> dict:

@@ -48,7 +48,7 @@ def import_tensorrt() -> ModuleType:
 
 def input_name(bundle: Bundle) -> str:
     """The model input's name, from ``model.json``."""
-    return str(bundle.meta.get("input", {}).get("name", "image"))
+    return bundle.spec.input.name
 
 
 def build_record(

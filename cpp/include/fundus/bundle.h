@@ -39,7 +39,8 @@ struct Bundle {
     Result<std::string> modelPath(const std::string& precision, bool verify = true) const;
 };
 
-// Loads and validates BUNDLE/model.json (errors have code kBundle and name the problem).
+// Loads BUNDLE/model.json and checks every contract value by runtime/bundle_schema.py's rules, in its
+// order and wording ("<file>: tiling.tile must be ... (got 'x')"); errors have code kBundle.
 Result<Bundle> loadBundle(const std::string& root);
 
 std::string joinPath(const std::string& folder, const std::string& name);
