@@ -1,4 +1,4 @@
-"""``fundus-export``: onnx, fp16, build-engine, parity, record-metrics and triton subcommands (one stage each)."""
+"""``fundus-export``: one stage per subcommand (onnx, fp16, build-engine, parity, record-metrics, triton, ...)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,13 @@ def cmd_record_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_selftest_reference(args: argparse.Namespace) -> int:
+    from fundus_vessels.export.selftest_reference import write_reference
+
+    write_reference(args.bundle, args.threads)
+    return 0
+
+
 def cmd_triton(args: argparse.Namespace) -> int:
     def run() -> int:
         from fundus_vessels.export.triton import ServingOptions, export_repository
@@ -114,6 +121,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="key under model.json metrics, e.g. drive_test")
     p.add_argument("--command-line", help="the command that produced the metrics, kept with them")
     p.set_defaults(func=cmd_record_metrics)
+
+    p = sub.add_parser("selftest-reference", help="ONNX Runtime CPU FP32 outputs the C++ --self-test is held to")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all)")
+    p.set_defaults(func=cmd_selftest_reference)
 
     p = sub.add_parser("triton", help="Triton model repository: onnxruntime_onnx model, tensorrt_plan per engine")
     p.add_argument("--bundle", required=True, type=Path)

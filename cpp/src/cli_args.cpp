@@ -48,7 +48,10 @@ std::string usageText(const std::string& program) {
         << " INPUT... -o OUTDIR [--model BUNDLE_DIR] [--backend auto|opencv|trt]\n"
            "       [--precision fp32|fp16|int8] [--fov auto|none|MASK_FILE] [--threshold T]\n"
            "       [--quality flag|refuse|off]\n"
-           "       [--save mask,prob,overlay] [--batch N] [--threads N] [--quiet]\n\n"
+           "       [--save mask,prob,overlay] [--batch N] [--threads N] [--quiet]\n"
+           "       "
+        << program
+        << " --self-test -o OUTDIR [--model BUNDLE_DIR] [--threads N]\n\n"
            "Retinal vessel segmentation of fundus photographs (C++ runtime of fundus-infer).\n\n"
            "  INPUT...             image files or folders (PNG, JPEG, TIFF, BMP, PPM/PGM; 8/16-bit,\n"
            "                       gray, RGB or RGBA). GIF is not supported by OpenCV 4.6.\n"
@@ -69,6 +72,9 @@ std::string usageText(const std::string& program) {
            "  --batch N            tiles per model call (TensorRT; OpenCV DNN runs one at a time)\n"
            "  --threads N          CPU threads for OpenCV (default: all)\n"
            "  --quiet              no per-image progress lines\n"
+           "  --self-test          no INPUT: every backend/precision this binary runs here vs ONNX\n"
+           "                       Runtime CPU FP32 outputs stored in the bundle; writes\n"
+           "                       OUTDIR/self-test.json (exit 1 outside tolerance)\n"
            "  -h, --help           this help;  --version  version\n\n"
            "Exit status: 0 all images ok, 1 some image failed, 2 usage or bundle error;\n"
            "plus 4 when --quality refuse refused an image (4 refused only, 5 refused and failed).\n"
@@ -115,6 +121,8 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
             args.showHelp = true;
         } else if (arg == "--version") {
             args.showVersion = true;
+        } else if (arg == "--self-test") {
+            args.selfTest = true;
         } else if (arg == "--quiet" || arg == "-q") {
             args.quiet = true;
         } else if (arg == "-o" || arg == "--output" || arg == "--output-dir") {
@@ -182,7 +190,8 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
         if (!status) return status;
     }
     if (args.showHelp || args.showVersion) return args;
-    if (args.inputs.empty()) return usageError("no INPUT images given");
+    if (args.selfTest && !args.inputs.empty()) return usageError("--self-test takes no INPUT images");
+    if (args.inputs.empty() && !args.selfTest) return usageError("no INPUT images given");
     if (args.outputDir.empty()) return usageError("-o OUTDIR is required");
     return args;
 }

@@ -18,6 +18,7 @@
 #include "fundus/imageio.h"
 #include "fundus/pipeline.h"
 #include "fundus/quality.h"
+#include "fundus/selftest.h"
 #include "fundus/sha256.h"
 #include "fundus/summary.h"
 
@@ -324,6 +325,13 @@ int main(int argc, char** argv) {
         return kExitOk;
     }
     try {
+        if (args->selfTest) {
+            fundus::SelfTestOptions options;
+            options.bundleDir = args->model;
+            options.outputDir = args->outputDir;
+            options.threads = args->threads;
+            return fundus::runSelfTest(options, kProg);
+        }
         return run(*args);
     } catch (const cv::Exception& e) {
         std::cerr << kProg << ": error: OpenCV: " << e.msg << "\n";

@@ -25,6 +25,7 @@ struct CliArgs {
     std::string debugDump;            // hidden: write float planes (.npy) for parity tests
     bool showHelp = false;
     bool showVersion = false;
+    bool selfTest = false;  // --self-test: every backend here vs the bundle's stored reference
 };
 
 // Parses argv; errors (code kUsage) name the offending flag.
