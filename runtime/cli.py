@@ -20,6 +20,7 @@ import numpy as np
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, bundle_path, sha256_file
+from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.imageio import (
     ImageReadError,
     list_images,
@@ -163,7 +164,8 @@ def collect_jobs(inputs: list[str], demo: bool) -> tuple[list[Job], list[dict]]:
         jobs.extend(Job(source=str(f), stem=f.stem, path=f) for f in files)
     if demo:
         synthetic = make_synthetic_fundus()
-        jobs.append(Job("synthetic", DEMO_STEM, None, synthetic.image_rgb, synthetic.vessels, synthetic.fov))
+        source = f"{DEMO_STEM}_input.png"  # the drawn photograph, written into OUTDIR beside its demo_* outputs
+        jobs.append(Job(source, DEMO_STEM, None, synthetic.image_rgb, synthetic.vessels, synthetic.fov))
     return jobs, failures
 
 
@@ -224,12 +226,13 @@ def run_job(
 
 
 def image_entry(job: Job, image: np.ndarray) -> dict:
-    """The summary entry's description of the input image."""
+    """The summary entry's description of the input image (``channels``: what the file stores, alpha included)."""
+    stored = stored_channels(job.path) if job.path is not None else None
     return {
         "file": job.source,
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
-        "channels": 1 if image.ndim == 2 else int(image.shape[2]),
+        "channels": stored or (1 if image.ndim == 2 else int(image.shape[2])),
         "bit_depth": int(image.dtype.itemsize * 8),
     }
 

@@ -39,6 +39,8 @@ TRUNCATION_WORDS = (
     "read error",
     "not enough data",
     "seek error",
+    "io error during reading",  # libtiff: a tag's data lies past the end of the file
+    "cannot read tiff header",  # libtiff: the file ends inside its 8-byte header
 )
 _STDERR_LOCK = threading.Lock()  # file descriptor 2 is one per process
 # "[ WARN:0@1.5] global grfmt_tiff.cpp (746) readData " (OpenCV 4) or "... global grfmt_tiff.cpp:117 TIFF_Error " (5)

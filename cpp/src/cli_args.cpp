@@ -53,8 +53,8 @@ std::string usageText(const std::string& program) {
         << program
         << " --self-test -o OUTDIR [--model BUNDLE_DIR] [--threads N]\n\n"
            "Retinal vessel segmentation of fundus photographs (C++ runtime of fundus-infer).\n\n"
-           "  INPUT...             image files or folders (PNG, JPEG, TIFF, BMP, PPM/PGM; 8/16-bit,\n"
-           "                       gray, RGB or RGBA). GIF is not supported by OpenCV 4.6.\n"
+           "  INPUT...             image files or folders (PNG, JPEG, TIFF, GIF, BMP, PPM/PGM; 8/16-bit,\n"
+           "                       gray, RGB or RGBA; GIF: the first frame, decoded by cpp/src/gif.cpp)\n"
            "  -o, --output OUTDIR  writes <stem>_mask.png, <stem>_prob.png, <stem>_overlay.png and\n"
            "                       summary.json (all written atomically)\n"
            "  --model BUNDLE_DIR   model bundle folder with model.json (default: $FUNDUS_MODEL or\n"

@@ -17,7 +17,9 @@ const char* const kTruncationWords[] = {"premature end of jpeg file",
                                         "unexpected end",
                                         "read error",
                                         "not enough data",
-                                        "seek error"};
+                                        "seek error",
+                                        "io error during reading",   // libtiff: tag data past the end
+                                        "cannot read tiff header"};  // libtiff: ends inside the header
 
 std::string strip(const std::string& text) {
     const auto first = text.find_first_not_of(" \t\r\n");

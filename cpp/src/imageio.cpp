@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -56,6 +57,52 @@ std::string lowerExtension(const std::string& path) {
     std::string ext = path.substr(dot);
     for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
     return ext;
+}
+
+constexpr unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+constexpr int kTiffSamplesPerPixel = 277;
+
+int pngColourChannels(unsigned char colourType) {
+    switch (colourType) {
+        case 0:
+            return 1;  // gray
+        case 2:
+            return 3;  // RGB
+        case 3:
+            return 3;  // palette
+        case 4:
+            return 2;  // gray + alpha
+        case 6:
+            return 4;  // RGBA
+        default:
+            return 0;
+    }
+}
+
+std::uint32_t readUnsigned(const unsigned char* bytes, int size, bool little) {
+    std::uint32_t value = 0;
+    for (int i = 0; i < size; ++i) {
+        const int shift = 8 * (little ? i : size - 1 - i);
+        value |= std::uint32_t(bytes[i]) << shift;
+    }
+    return value;
+}
+
+// SamplesPerPixel of the first IFD (TIFF's default 1 when the tag is absent).
+int tiffSamples(std::ifstream& in, const unsigned char* head, bool little) {
+    in.seekg(std::streamoff(readUnsigned(head + 4, 4, little)));
+    unsigned char countBytes[2];
+    if (!in.read(reinterpret_cast<char*>(countBytes), 2)) return 0;
+    const std::uint32_t count = readUnsigned(countBytes, 2, little);
+    std::vector<unsigned char> entries(12 * std::size_t(count));
+    if (!in.read(reinterpret_cast<char*>(entries.data()), std::streamsize(entries.size()))) return 0;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        const unsigned char* entry = entries.data() + 12 * i;
+        if (readUnsigned(entry, 2, little) != kTiffSamplesPerPixel) continue;
+        const bool isShort = readUnsigned(entry + 2, 2, little) == 3;
+        return int(readUnsigned(entry + 8, isShort ? 2 : 4, little));
+    }
+    return 1;
 }
 
 }  // namespace
@@ -202,6 +249,18 @@ Status writeImageAtomic(const std::string& path, const cv::Mat& image) {
         return Status::error(ErrorCode::kIo, path + ": OpenCV could not encode the image (" + e.msg + ")");
     }
     return writeFileAtomic(path, std::string(encoded.begin(), encoded.end()));
+}
+
+int storedChannels(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    unsigned char head[26] = {};
+    if (!in.read(reinterpret_cast<char*>(head), sizeof(head)) && in.gcount() < 8) return 0;
+    if (std::memcmp(head, kPngSignature, 8) == 0 && std::memcmp(head + 12, "IHDR", 4) == 0 && in.gcount() == 26) {
+        return pngColourChannels(head[25]);
+    }
+    const bool little = std::memcmp(head, "II*\0", 4) == 0;
+    if (little || std::memcmp(head, "MM\0*", 4) == 0) return tiffSamples(in, head, little);
+    return 0;
 }
 
 }  // namespace fundus

@@ -119,15 +119,16 @@ fundus::Status writeOutputs(const fundus::CliArgs& args, const std::string& stem
     return fundus::Status::ok();
 }
 
-// The summary entry's description of the input image.
+// The summary entry's description of the input image (channels: what the file stores, alpha included).
 fundus::Json imageEntry(const Job& job, const cv::Mat& image) {
+    const int stored = fundus::storedChannels(job.source);
     const int depth = image.depth();
     const int bitDepth = depth == CV_16U || depth == CV_16S ? 16 : (depth == CV_32F ? 32 : (depth == CV_64F ? 64 : 8));
     fundus::Json entry = fundus::Json::object();
     entry.set("file", job.source)
         .set("width", image.cols)
         .set("height", image.rows)
-        .set("channels", image.channels())
+        .set("channels", stored > 0 ? stored : image.channels())
         .set("bit_depth", bitDepth);
     return entry;
 }
@@ -312,7 +313,8 @@ int run(const fundus::CliArgs& args) {
 int main(int argc, char** argv) {
     auto args = fundus::parseArgs(argc, argv);
     if (!args) {
-        std::cerr << fundus::usageText(kProg) << "\n" << kProg << ": error: " << args.status().message() << "\n";
+        // one line per problem, like every other error; the 25-line usage only on --help
+        std::cerr << kProg << ": error: " << args.status().message() << " (see " << kProg << " --help)\n";
         return kExitUsage;
     }
     if (args->showHelp) {

@@ -12,6 +12,10 @@ namespace fundus {
 
 // Gray or 3-channel RGB-ordered image at its own bit depth; alpha is dropped. Errors name the file.
 Result<cv::Mat> readImage(const std::string& path);
+// Channels a PNG or TIFF file stores, alpha included, from its header (OpenCV hides it: a gray+alpha
+// PNG decodes to 4 channels, a gray+alpha TIFF to 1); 0 for other formats or an unreadable header.
+// Twin of runtime/image_header.py; summary.json reports it.
+int storedChannels(const std::string& path);
 // Mask file -> CV_8U 0/1: any channel set; values > 127 when the image's maximum is above 1.
 Result<cv::Mat> readBinaryMask(const std::string& path);
 
