@@ -202,7 +202,7 @@ def test_tensorrt_int8_keeps_the_graph_ends_float_with_zero_points_zero(
     bundle_dir = copy_bundle(detector_bundle, tmp_path / "b")
     path = add_int8(bundle_dir, calibration, heldout)  # TensorRT target, its default method
     entry = load_bundle(bundle_dir).meta["files"]["int8"]
-    assert entry["calibration"]["method"] == "percentile"
+    assert entry["calibration"]["method"] == "entropy"
     assert entry["quantization"]["float_nodes"] == ends and set(entry["quantization"]["float_reasons"]) == set(ends)
     graph = onnx.load(str(path))
     zero_points = [t for t in graph.graph.initializer if t.name.endswith("_zero_point")]

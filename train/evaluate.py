@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fundus_vessels.runtime.bundle import load_bundle
+from fundus_vessels.runtime.bundle import bundle_path, load_bundle
 from fundus_vessels.runtime.imageio import read_image, write_image, write_json
 from fundus_vessels.runtime.inference import predict_plane
 from fundus_vessels.runtime.metrics import SegmentationEvaluator
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         metrics["checkpoint"] = str(args.checkpoint)
     else:
-        bundle = load_bundle(args.model)
+        bundle = load_bundle(bundle_path(args.model))
         tiling = {"tile": bundle.tile, "overlap": bundle.overlap}
         metrics = score_samples(
             samples,
