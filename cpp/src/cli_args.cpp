@@ -58,9 +58,13 @@ std::string usageText(const std::string& program) {
            "  -o, --output OUTDIR  writes <stem>_mask.png, <stem>_prob.png, <stem>_overlay.png and\n"
            "                       summary.json (all written atomically)\n"
            "  --model BUNDLE_DIR   model bundle folder with model.json (default: $FUNDUS_MODEL or\n"
-           "                       " << FUNDUS_DEFAULT_MODEL_DIR << ")\n"
+           "                       "
+        << FUNDUS_DEFAULT_MODEL_DIR
+        << ")\n"
            "  --backend NAME       auto (TensorRT engine if present, else OpenCV), opencv, trt\n"
-           "                       (compiled in: " << compiledBackends() << ")\n"
+           "                       (compiled in: "
+        << compiledBackends()
+        << ")\n"
            "  --precision P        fp32 (default); fp16/int8 need a TensorRT engine\n"
            "  --fov MODE           auto: from the photograph (default); none: whole image;\n"
            "                       or a mask image file (applied to every input); tiles\n"

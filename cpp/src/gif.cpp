@@ -7,12 +7,14 @@
 namespace fundus {
 namespace {
 
-constexpr int kMaxCodes = 4096;                  // LZW codes have at most 12 bits
-constexpr double kMaxPixels = 2.0 * 89478485;    // Pillow refuses images above this (decompression bomb)
+constexpr int kMaxCodes = 4096;                // LZW codes have at most 12 bits
+constexpr double kMaxPixels = 2.0 * 89478485;  // Pillow refuses images above this (decompression bomb)
 
 using Palette = std::array<cv::Vec3b, 256>;
 
-Status gifError(const std::string& why) { return Status::error(ErrorCode::kImageRead, why); }
+Status gifError(const std::string& why) {
+    return Status::error(ErrorCode::kImageRead, why);
+}
 
 // Bounds-checked cursor over the file: callers ask has(n) before reading n bytes.
 class Reader {
@@ -156,8 +158,7 @@ struct LzwTable {
 // last pixel are ignored, as Pillow does. Code size 1 (clear 2, end 3) also follows Pillow: the
 // width grows when the code 2^width - 1 is defined, and the first free code, 4, is past 3, so the
 // codes stay 2 bits wide (only literals, clear and end fit).
-Result<std::vector<std::uint8_t>> decodeLzw(const std::vector<std::uint8_t>& data, int minCodeSize,
-                                            std::size_t count) {
+Result<std::vector<std::uint8_t>> decodeLzw(const std::vector<std::uint8_t>& data, int minCodeSize, std::size_t count) {
     const int clear = 1 << minCodeSize;
     const int end = clear + 1;
     LzwTable table;

@@ -81,7 +81,9 @@ std::vector<Job> collectJobs(const std::vector<std::string>& inputs, std::vector
     return jobs;
 }
 
-void usageFailure(const std::string& message) { std::cerr << kProg << ": error: " << message << "\n"; }
+void usageFailure(const std::string& message) {
+    std::cerr << kProg << ": error: " << message << "\n";
+}
 
 // Creates OUTDIR and proves a file can be written there.
 fundus::Status prepareOutputDir(const std::string& dir) {
@@ -280,7 +282,8 @@ int run(const fundus::CliArgs& args) {
     }
 
     fundus::Json failureList = fundus::Json::array();
-    for (const Failure& f : failures) failureList.push(fundus::Json::object().set("file", f.file).set("error", f.error));
+    for (const Failure& f : failures)
+        failureList.push(fundus::Json::object().set("file", f.file).set("error", f.error));
     fundus::Json summary = fundus::Json::object();
     summary.set("tool", kProg)
         .set("runtime", "c++")

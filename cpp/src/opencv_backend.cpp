@@ -45,10 +45,9 @@ Status OpenCVBackend::predict(const std::vector<cv::Mat>& tiles, std::vector<cv:
         }
         if (probabilities.dims != 4 || probabilities.size[0] != 1 || probabilities.size[2] != tile.rows ||
             probabilities.size[3] != tile.cols || vesselIndex_ >= probabilities.size[1]) {
-            return Status::error(ErrorCode::kBackend,
-                                 modelPath_ + ": model output is not (1, classes, " + std::to_string(tile.rows) +
-                                     ", " + std::to_string(tile.cols) + ") with vessel_index " +
-                                     std::to_string(vesselIndex_));
+            return Status::error(ErrorCode::kBackend, modelPath_ + ": model output is not (1, classes, " +
+                                                          std::to_string(tile.rows) + ", " + std::to_string(tile.cols) +
+                                                          ") with vessel_index " + std::to_string(vesselIndex_));
         }
         const float* plane = probabilities.ptr<float>(0, vesselIndex_);
         out.push_back(cv::Mat(tile.rows, tile.cols, CV_32F, const_cast<float*>(plane)).clone());

@@ -28,7 +28,8 @@ Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, i
     for (std::size_t start = 0; start < origins.size(); start += kBatch) {
         tiles.clear();
         const std::size_t end = std::min(origins.size(), start + kBatch);
-        for (std::size_t i = start; i < end; ++i) tiles.push_back(padded(cv::Rect(origins[i], cv::Size(tile, tile))).clone());
+        for (std::size_t i = start; i < end; ++i)
+            tiles.push_back(padded(cv::Rect(origins[i], cv::Size(tile, tile))).clone());
         Status status = backend.predict(tiles, predictions);
         if (!status) return status;
         if (predictions.size() != tiles.size()) {
@@ -43,7 +44,9 @@ Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, i
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
                                   const FovSetting& fov, double threshold, int batch) {
     using Clock = std::chrono::steady_clock;
-    auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+    auto seconds = [](Clock::time_point a, Clock::time_point b) {
+        return std::chrono::duration<double>(b - a).count();
+    };
     Segmentation seg;
     seg.imageRgb = imageRgb;
     const auto start = Clock::now();
@@ -54,10 +57,10 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
         seg.fov = cv::Mat(imageRgb.size(), CV_8UC1, cv::Scalar(1));
     } else if (fov.mode == "file") {
         if (fov.fileMask.size() != imageRgb.size()) {
-            return Status::error(ErrorCode::kImageFormat,
-                                 "FOV mask is " + std::to_string(fov.fileMask.cols) + "x" +
-                                     std::to_string(fov.fileMask.rows) + ", image is " +
-                                     std::to_string(imageRgb.cols) + "x" + std::to_string(imageRgb.rows));
+            return Status::error(ErrorCode::kImageFormat, "FOV mask is " + std::to_string(fov.fileMask.cols) + "x" +
+                                                              std::to_string(fov.fileMask.rows) + ", image is " +
+                                                              std::to_string(imageRgb.cols) + "x" +
+                                                              std::to_string(imageRgb.rows));
         }
         seg.fov = fov.fileMask;
     } else {

@@ -20,12 +20,17 @@ Json& Json::push(Json value) {
 
 std::string Json::dump(int indent) const {
     switch (kind_) {
-        case Kind::kString: return "\"" + jsonEscape(text_) + "\"";
-        case Kind::kNumber: return jsonNumber(number_);
-        case Kind::kInteger: return std::to_string(integer_);
-        case Kind::kBool: return integer_ ? "true" : "false";
+        case Kind::kString:
+            return "\"" + jsonEscape(text_) + "\"";
+        case Kind::kNumber:
+            return jsonNumber(number_);
+        case Kind::kInteger:
+            return std::to_string(integer_);
+        case Kind::kBool:
+            return integer_ ? "true" : "false";
         case Kind::kObject:
-        case Kind::kArray: break;
+        case Kind::kArray:
+            break;
     }
     const bool isObject = kind_ == Kind::kObject;
     if (items_.empty()) return isObject ? "{}" : "[]";
@@ -45,11 +50,21 @@ std::string jsonEscape(const std::string& text) {
     std::string out;
     for (unsigned char c : text) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20) {
                     char buffer[8];
@@ -85,7 +100,9 @@ double roundTo(double value, int digits) {
     return std::nearbyint(value * scale) / scale;
 }
 
-Status writeJsonAtomic(const std::string& path, const Json& value) { return writeFileAtomic(path, value.dump() + "\n"); }
+Status writeJsonAtomic(const std::string& path, const Json& value) {
+    return writeFileAtomic(path, value.dump() + "\n");
+}
 
 Status writeNpy(const std::string& path, const cv::Mat& plane) {
     cv::Mat data;

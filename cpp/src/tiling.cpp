@@ -37,7 +37,9 @@ std::vector<cv::Point> TileGrid::origins() const {
     return out;
 }
 
-TileGrid makeGrid(int height, int width, int tile, int overlap) { return {height, width, tile, tile - overlap}; }
+TileGrid makeGrid(int height, int width, int tile, int overlap) {
+    return {height, width, tile, tile - overlap};
+}
 
 cv::Mat padToGrid(const cv::Mat& plane, const TileGrid& grid) {
     const cv::Size padded = grid.paddedSize();

@@ -11,18 +11,18 @@ namespace fundus {
 struct CliArgs {
     std::vector<std::string> inputs;  // files or folders (folders: their image files, sorted)
     std::string outputDir;
-    std::string model;                // bundle folder
-    std::string backend = "auto";     // auto | opencv | trt
-    std::string precision = "fp32";   // fp32 | fp16 | int8 (opencv: fp32 only)
-    std::string fov = "auto";         // auto | none | path to a mask image
-    std::string quality = "flag";     // flag | refuse | off (runtime/quality.py gate)
+    std::string model;               // bundle folder
+    std::string backend = "auto";    // auto | opencv | trt
+    std::string precision = "fp32";  // fp32 | fp16 | int8 (opencv: fp32 only)
+    std::string fov = "auto";        // auto | none | path to a mask image
+    std::string quality = "flag";    // flag | refuse | off (runtime/quality.py gate)
     bool thresholdSet = false;
-    double threshold = 0.5;           // used only when thresholdSet
+    double threshold = 0.5;                                       // used only when thresholdSet
     std::vector<std::string> save = {"mask", "prob", "overlay"};  // in the order given
-    int batch = 4;                    // tiles per backend call, runtime/inference.py DEFAULT_BATCH (OpenCV: one by one)
+    int batch = 4;  // tiles per backend call, runtime/inference.py DEFAULT_BATCH (OpenCV: one by one)
     bool quiet = false;
     int threads = 0;
-    std::string debugDump;            // hidden: write float planes (.npy) for parity tests
+    std::string debugDump;  // hidden: write float planes (.npy) for parity tests
     bool showHelp = false;
     bool showVersion = false;
     bool selfTest = false;  // --self-test: every backend here vs the bundle's stored reference

@@ -9,12 +9,12 @@ namespace fundus {
 
 enum class ErrorCode {
     kOk = 0,
-    kUsage,         // bad command line
-    kBundle,        // model bundle missing, malformed, or its files do not match model.json
-    kBackend,       // a backend could not be created or failed to run
-    kImageRead,     // an input file is missing, empty or not a readable image
-    kImageFormat,   // an image was read but its pixel type / channels are not supported
-    kIo,            // writing an output failed
+    kUsage,        // bad command line
+    kBundle,       // model bundle missing, malformed, or its files do not match model.json
+    kBackend,      // a backend could not be created or failed to run
+    kImageRead,    // an input file is missing, empty or not a readable image
+    kImageFormat,  // an image was read but its pixel type / channels are not supported
+    kIo,           // writing an output failed
 };
 
 class Status {
@@ -38,7 +38,7 @@ private:
 template <typename T>
 class Result {
 public:
-    Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
+    Result(T value) : value_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
     Result(Status status) : status_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
     bool isOk() const { return value_.has_value(); }

@@ -12,12 +12,13 @@
 
 namespace fundus {
 
-// An ordered JSON value: null-free by construction (model.json readers in C++ choke on null).
+// An ordered JSON value without null (model.json readers in C++ choke on it), except that a
+// non-finite number is written as null, never as a made-up number (no flag lets one through).
 class Json {
 public:
     enum class Kind { kString, kNumber, kInteger, kBool, kObject, kArray };
 
-    Json(const char* text) : kind_(Kind::kString), text_(text) {}           // NOLINT
+    Json(const char* text) : kind_(Kind::kString), text_(text) {}             // NOLINT
     Json(std::string text) : kind_(Kind::kString), text_(std::move(text)) {}  // NOLINT
     Json(double number) : kind_(Kind::kNumber), number_(number) {}            // NOLINT
     Json(int integer) : kind_(Kind::kInteger), integer_(integer) {}           // NOLINT
