@@ -43,7 +43,7 @@ PRECISION_FILES = {
     "int8": "model.int8.onnx",
     "int8_cpu": "model.int8cpu.onnx",
 }
-DEFAULT_MODEL = "unet-drive-chase"
+DEFAULT_MODEL = "unet-drive"
 
 
 def shipped_bundle(name: str = DEFAULT_MODEL) -> Path:

@@ -13,7 +13,8 @@ cp "$RUN/test/panels/drive_01.png" "$FIG/panel_drive_01.png"
 cp "$RUN/test/panels/drive_02.png" "$FIG/panel_drive_02.png"
 cp "$RUN/config.yaml" "$RUN/log.jsonl" "$TRAIN/"
 [[ -f "$RUN/threshold.json" ]] && cp "$RUN/threshold.json" "$RES/threshold_validation.json"
-python scripts/time_to_quality.py "$RUN/log.jsonl" --out "$FIG/time_to_quality.png" --table "$RES/time_to_quality.json"
+TEST_MIOU=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))[\"fov\"][\"pooled\"][\"miou\"])" "$RUN/test/metrics.json")
+python scripts/time_to_quality.py "$RUN/log.jsonl" --out "$FIG/time_to_quality.png" --table "$RES/time_to_quality.json" --test-miou "$TEST_MIOU"
 # a fine-tuned run (--init CKPT): keep the config and log of the run it started from too
 INIT=$(sed -n 's/^init: *//p' "$RUN/config.yaml" | tr -d "'\"")
 if [[ -n "$INIT" ]]; then

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, required=True, help="table (JSON)")
     parser.add_argument("--peer", type=float, default=0.825, help="the peer's MIoU (LadderNet, 41 min on this CPU)")
     parser.add_argument("--peer-minutes", type=float, default=41.0)
+    parser.add_argument(
+        "--test-miou", type=float, help="the shipped checkpoint's DRIVE test MIoU (scored once), drawn at its minute"
+    )
     args = parser.parse_args(argv)
     rows = epoch_records(args.log)
     if not rows:
@@ -56,9 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.table, table)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.plot([r["train_minutes"] for r in rows], [r["val_miou"] for r in rows], "o-", label="this model (validation)")
-    ax.axhline(
-        args.peer, color="gray", linestyle="--", label=f"peer level, MIoU {args.peer} ({args.peer_minutes:g} min)"
-    )
+    peer_label = f"peer (LadderNet): DRIVE test MIoU {args.peer} after {args.peer_minutes:g} min"
+    ax.axhline(args.peer, color="gray", linestyle="--", label=peer_label)
+    if args.test_miou is not None:  # the shipped checkpoint (best validation MIoU), scored once on DRIVE test
+        best = max(rows, key=lambda r: r["val_miou"])
+        ax.plot([best["train_minutes"]], [args.test_miou], "r*", markersize=12, label="shipped: DRIVE test MIoU")
+        table["shipped_test_miou"] = {
+            "step": best["step"],
+            "train_minutes": best["train_minutes"],
+            "miou": args.test_miou,
+        }
+        write_json(args.table, table)
     if reached:
         ax.axvline(
             reached["train_minutes"],

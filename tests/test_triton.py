@@ -36,7 +36,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 REPO = Path(__file__).resolve().parent.parent
-NAME = "unet-drive-chase"
+NAME = json.loads((DEFAULT_BUNDLE / "model.json").read_text())["name"]  # the default bundle's own name
 FP32_TOLERANCE = 1e-4  # max |p - p_ort| of the FP32 parity gate (runtime.agreement TOLERANCES["fp32"])
 
 

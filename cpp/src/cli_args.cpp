@@ -9,7 +9,7 @@
 #include "fundus/backend.h"
 
 #ifndef FUNDUS_DEFAULT_MODEL_DIR
-#define FUNDUS_DEFAULT_MODEL_DIR "models/unet-drive-chase"
+#define FUNDUS_DEFAULT_MODEL_DIR "models/unet-drive"
 #endif
 
 namespace fundus {
