@@ -104,5 +104,5 @@ def test_bundle_for_other_input_channels_is_refused(tiny_bundle: Path, tmp_path:
     meta = json.loads((copy / "model.json").read_text())
     meta["input"]["channels"] = 3
     (copy / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="input.channels must be 1"):
+    with pytest.raises(BundleError, match=r"input\.channels must be 1"):
         load_bundle(copy)
