@@ -163,18 +163,28 @@ class Grouped(Protocol):
     group: str
 
 
-def split_groups(items: Sequence[G], fraction: float, seed: int) -> tuple[list[G], list[G]]:
+SPLIT_SCHEMES = ("per_dataset", "pooled")
+
+
+def split_groups(
+    items: Sequence[G], fraction: float, seed: int, scheme: str = "per_dataset"
+) -> tuple[list[G], list[G]]:
     """``(kept, held out)``: a seeded ``fraction`` of each dataset's groups held out, in input order.
 
     Groups are DRIVE images and CHASE subjects (both eyes together). Each dataset draws from its own
     generator seeded by ``(seed, dataset)``, so ``drive`` and ``drive,chase`` hold out the same DRIVE
-    images; a dataset with a single group holds nothing out.
+    images; a dataset with a single group holds nothing out. ``scheme="pooled"`` is the rule before per-dataset
+    generators (one generator drawn through the datasets in name order), kept so that earlier runs (Table 1,
+    ``unet-drive-chase``) reproduce.
     """
+    if scheme not in SPLIT_SCHEMES:
+        raise ValueError(f"unknown split scheme {scheme!r}; choose from {list(SPLIT_SCHEMES)}")
     if fraction <= 0:
         return list(items), []
     held: set[tuple[str, str]] = set()
+    pooled = np.random.default_rng(seed)
     for dataset in sorted({item.dataset for item in items}):
-        rng = np.random.default_rng([seed, zlib.crc32(dataset.encode())])
+        rng = pooled if scheme == "pooled" else np.random.default_rng([seed, zlib.crc32(dataset.encode())])
         groups = sorted({item.group for item in items if item.dataset == dataset})
         n_out = max(1, round(fraction * len(groups))) if len(groups) > 1 else 0
         held |= {(dataset, g) for g in rng.choice(groups, size=n_out, replace=False).tolist()} if n_out else set()

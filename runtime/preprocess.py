@@ -66,9 +66,15 @@ def to_single_channel(image_rgb: np.ndarray, channel: str = "gray") -> np.ndarra
     rgb = image[:, :, :3]
     if channel == "green":
         return np.ascontiguousarray(rgb[:, :, 1])
-    weights = np.asarray(GRAY_WEIGHTS_RGB, dtype=np.float32)
-    gray = rgb.astype(np.float32) @ weights
-    return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
+    # float32, one rounding per operation in this order, exactly as cpp/src/preprocess.cpp: a matrix
+    # product (BLAS, FMA) rounds differently on ties such as (207, 93, 44) -> 121.5 and CLAHE widens
+    # that one gray level into several
+    r, g, b = (rgb[:, :, i].astype(np.float32) for i in range(3))
+    wr, wg, wb = (np.float32(w) for w in GRAY_WEIGHTS_RGB)
+    gray = r * wr + g * wg
+    gray += b * wb
+    gray += np.float32(0.5)
+    return np.clip(gray, 0, 255).astype(np.uint8)
 
 
 def apply_clahe(plane: np.ndarray, clip: float, grid: int) -> np.ndarray:

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_ROOT=${FUNDUS_DATA_ROOT:-../shared/data}
 COMMON=(--data drive,chase --data-root "$DATA_ROOT" --width 0.25 --patch-size 64 --batch-size 32
-        --samples-per-epoch 16000 --epochs 2 --schedule cosine --seed 0 --checkpoint-every 100 --threads 1)
+        --samples-per-epoch 16000 --epochs 2 --schedule cosine --seed 0 --checkpoint-every 100 --threads 1
+        --val-split pooled)  # the validation split these rows were first run with
 for preset in fcn unet improved; do
   out=runs/table1-$preset
   resume=(); [[ -f $out/last.pt ]] && resume=(--resume)

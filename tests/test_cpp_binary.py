@@ -151,7 +151,7 @@ def test_preprocess_and_fov_are_bit_exact(built, tmp_path: Path, kind: str) -> N
     np.testing.assert_array_equal(np.load(tmp_path / "dump" / f"{image.stem}_fov.npy") > 0, fov_from_image(photo))
     entry = json.loads((tmp_path / "out" / "summary.json").read_text())["images"][0]
     assert entry["bit_depth"] == (16 if kind.endswith("16") else 8)
-    assert entry["channels"] == (1 if kind.startswith("gray") else 3)
+    assert entry["channels"] == {"gray": 1, "rgb": 3, "rgba": 4}[kind.rstrip("0123456789")]  # as stored in the file
 
 
 def test_green_channel_preprocessing_is_bit_exact(cpp_binary: Path, green_bundle_dir: Path, tmp_path: Path) -> None:

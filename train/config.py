@@ -34,6 +34,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["drive"])
     data_root: str = "../shared/data"
     val_fraction: float = 0.2
+    val_split: str = "per_dataset"  # "pooled": the earlier rule, for reproducing Table 1 and unet-drive-chase
     augment: bool = True
     seed: int = 0
     channel: str = "gray"
@@ -75,6 +76,7 @@ class TrainConfig:
             (0 < self.threshold < 1, "threshold must be in (0, 1)"),
             (bool(self.data), "data must name at least one dataset"),
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (self.val_split in ("per_dataset", "pooled"), "val_split must be per_dataset or pooled"),
         ]
         errors = [msg for ok, msg in checks if not ok]
         if errors:

@@ -62,13 +62,15 @@ def load_datasets(names: Sequence[str], root: Path, split: str = "train") -> lis
     )
 
 
-def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def split_validation(
+    samples: list[Sample], fraction: float, seed: int, scheme: str = "per_dataset"
+) -> tuple[list[Sample], list[Sample]]:
     """Hold out ``fraction`` of each dataset's groups (images, or subjects for CHASE) for validation.
 
     :func:`fundus_vessels.runtime.datasets.split_groups`: runs on ``drive`` and on ``drive,chase``
     validate on the same DRIVE images and can be compared.
     """
-    return split_groups(samples, fraction, seed)
+    return split_groups(samples, fraction, seed, scheme)
 
 
 @dataclass

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         metrics["checkpoint"] = str(args.checkpoint)
     else:
-        bundle = load_bundle(bundle_path(args.model))
+        bundle = load_bundle(bundle_path(args.model) if args.model else None)
         tiling = {"tile": bundle.tile, "overlap": bundle.overlap}
         metrics = score_samples(
             samples,
