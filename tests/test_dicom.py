@@ -197,3 +197,14 @@ def test_dicom_seg_of_a_drive_photograph(data_root: Path, tmp_path: Path, capsys
     status, plain, _ = run_cli([str(data_root / "DRIVE/test/images/01_test.tif"), "-o", str(tmp_path / "tif")], capsys)
     assert status == 0
     assert abs(plain["images"][0]["vessel_fraction"] - summary["images"][0]["vessel_fraction"]) < 0.01
+
+
+def test_measure_uses_the_dicom_pixel_spacing(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "in" / "eye.dcm"
+    source.parent.mkdir()
+    make_dicom(source, small_fundus(300, 280, seed=1), syntax="jpeg", spacing_mm=(0.008, 0.008))
+    status, summary, _ = run_cli([str(source), "-o", str(tmp_path / "out"), "--quality", "off", "--measure"], capsys)
+    assert status == 0, summary
+    figures = summary["images"][0]["measurements"]
+    assert figures["total_length_px"] > 0
+    assert figures["total_length_um"] == pytest.approx(figures["total_length_px"] * 8.0, rel=1e-4)

@@ -47,10 +47,21 @@ class Recorder:
         self.rows: list[dict] = []
         self.segments: list[dict] = []
 
-    def measure(self, stem: str, mask: np.ndarray, fov: np.ndarray | None, out_dir: Path, **context: str) -> dict:
-        """Measure one mask; returns its figures (``context`` columns first), picture written to ``out_dir``."""
+    def measure(
+        self,
+        stem: str,
+        mask: np.ndarray,
+        fov: np.ndarray | None,
+        out_dir: Path,
+        pixel_size_um: float | None = None,
+        **context: str,
+    ) -> dict:
+        """Measure one mask; returns its figures (``context`` columns first), picture written to ``out_dir``.
+
+        ``pixel_size_um`` overrides the recorder's for this image (a DICOM file's own pixel spacing).
+        """
         start = time.perf_counter()
-        analysis = analyse_mask(mask, fov, self.pixel_size_um, self.camera_fov_deg)
+        analysis = analyse_mask(mask, fov, pixel_size_um or self.pixel_size_um, self.camera_fov_deg)
         row = {"image": stem, **context, **analysis.figures}
         if self.picture:
             row["picture"] = write_picture(out_dir, stem, analysis, mask.astype(bool) if fov is None else mask & fov)

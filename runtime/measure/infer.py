@@ -19,6 +19,8 @@ from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 def measure_infer_outputs(args: argparse.Namespace, images: list[dict], failures: list[dict]) -> None:
     """Measure each segmented entry of ``images`` (in place); measuring failures join ``failures``."""
+    from fundus_vessels.runtime.cli import DEMO_STEM  # the CLI imports this module lazily: no cycle at load
+
     out_dir = Path(args.output_dir)
     recorder = Recorder(args.pixel_size_um, args.camera_fov_deg)
     for entry, source in collect_sources_from_entries(out_dir, images, args.fov):
@@ -27,12 +29,14 @@ def measure_infer_outputs(args: argparse.Namespace, images: list[dict], failures
             continue
         try:
             mask, fov, fov_source = load(source, "auto")
+            # a DICOM input's own pixel spacing, unless --pixel-size-um says otherwise
+            pixel_size = args.pixel_size_um or entry.get("dicom", {}).get("pixel_size_um")
             entry["measurements"] = recorder.measure(
-                source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source
+                source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source, pixel_size_um=pixel_size
             )
         except (ValueError, OSError) as exc:
             failures.append({"file": entry["file"], "error": f"{PROG}: {exc}"})
             continue
-        if entry["file"] == "synthetic":
+        if entry["file"] == f"{DEMO_STEM}_input.png":
             entry["measurements_drawn_tree"] = drawn_tree_figures(make_synthetic_fundus())
     recorder.write_tables(out_dir)
