@@ -64,12 +64,12 @@ def cast_target(node: onnx.NodeProto) -> int:
 
 def smoke_check(fp32_path: Path, fp16_path: Path, tile: int) -> float:
     """Max |Δp| of the FP16 model vs FP32 on a random batch of 2 (ONNX Runtime CPU)."""
-    import onnxruntime as ort
+    from fundus_vessels.runtime.backends.ort import open_session
 
     x = np.random.default_rng(0).standard_normal((2, 1, tile, tile)).astype(np.float32)
     outputs = []
     for path in (fp32_path, fp16_path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = open_session(path)
         outputs.append(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0])
     if not np.isfinite(outputs[1]).all():
         raise ExportError(f"{fp16_path}: FP16 model produces inf/NaN (overflow)")

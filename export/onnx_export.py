@@ -106,12 +106,12 @@ def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
 
 def check_against_torch(model: nn.Module, path: Path, tile: int, batch: int) -> float:
     """Run ``path`` in ONNX Runtime on a random batch; return max |Δp| vs PyTorch or raise."""
-    import onnxruntime as ort
+    from fundus_vessels.runtime.backends.ort import open_session
 
     x = np.random.default_rng(0).standard_normal((batch, 1, tile, tile)).astype(np.float32)
     with torch.no_grad():
         expected = ProbabilityModel(model).eval()(torch.from_numpy(x)).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = open_session(path)
     got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     error = float(np.abs(got - expected).max())
     if not error <= EXPORT_TOLERANCE:
