@@ -208,3 +208,16 @@ def test_measure_uses_the_dicom_pixel_spacing(tmp_path: Path, capsys) -> None:
     figures = summary["images"][0]["measurements"]
     assert figures["total_length_px"] > 0
     assert figures["total_length_um"] == pytest.approx(figures["total_length_px"] * 8.0, rel=1e-4)
+
+
+def test_cpp_binary_refuses_dicom_and_names_the_python_route(cpp_binary: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    source = tmp_path / "in" / "eye.dcm"
+    source.parent.mkdir()
+    make_dicom(source, small_fundus(300, 280, seed=1), syntax="explicit")
+    proc = subprocess.run([str(cpp_binary), str(source), "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{source}: DICOM is not supported by the C++ binary" in proc.stderr
+    assert "'clinic' extra" in proc.stderr
+    assert not list((tmp_path / "out").glob("eye_*.png"))

@@ -105,6 +105,11 @@ int tiffSamples(std::ifstream& in, const unsigned char* head, bool little) {
     return 1;
 }
 
+// A DICOM Part 10 file: a 128-byte preamble, then "DICM".
+bool isDicom(const std::vector<std::uint8_t>& data) {
+    return data.size() >= 132 && data[128] == 'D' && data[129] == 'I' && data[130] == 'C' && data[131] == 'M';
+}
+
 }  // namespace
 
 std::string pathStem(const std::string& path) {
@@ -121,6 +126,12 @@ Result<cv::Mat> readImage(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::vector<std::uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in.good() && !in.eof()) return readError(path, "cannot read file");
+    if (isDicom(data)) {  // OpenCV's GDAL plug-in would read some DICOM files, with wrong colours
+        return Status::error(ErrorCode::kImageFormat,
+                             path +
+                                 ": DICOM is not supported by the C++ binary; use the Python fundus-infer with "
+                                 "the 'clinic' extra (pip install 'fundus-vessels[clinic]')");
+    }
     if (isGif(data)) {  // OpenCV 4.6 has no GIF decoder: the project's own, already RGB-ordered
         auto decoded = decodeGif(data);
         if (!decoded) {
