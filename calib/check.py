@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from fundus_vessels.runtime.agreement import agreeing_pixels
 from fundus_vessels.runtime.inference import TilePredictor
 
 
@@ -32,9 +33,9 @@ def compare_tiles(fp32: np.ndarray, int8: np.ndarray, fov: np.ndarray, threshold
     """Mask agreement inside the FOV and |Δp| statistics of two (n, t, t) probability stacks."""
     region = fov.astype(bool) if fov.any() else np.ones(fov.shape, bool)
     diff = np.abs(int8 - fp32)[region]
-    agree = ((int8 >= threshold) == (fp32 >= threshold))[region]
+    same, count = agreeing_pixels(fp32, int8, region, threshold)
     return {
-        "mask_agreement": float(agree.mean()),
+        "mask_agreement": same / count,
         "mean_abs_diff": float(diff.mean()),
         "max_abs_diff": float(diff.max()),
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from fundus_vessels.runtime.agreement import drive_test_planes
+from fundus_vessels.runtime.agreement import agreeing_pixels, drive_test_planes
 from fundus_vessels.runtime.backends.ort import open_session, session_predictor
 from fundus_vessels.runtime.bundle import load_bundle
 from fundus_vessels.runtime.imageio import write_json
@@ -72,9 +72,8 @@ def int8_report(
         probs = {p: predict_plane(plane, f, bundle.tile, bundle.overlap) for p, f in predicts.items()}
         for p, prob in probs.items():
             evaluators[p].add(sample.name, prob, truth, fov)
-        masks = [probs[p][fov] >= bundle.threshold for p in ("fp32", "int8")]
-        agree += int((masks[0] == masks[1]).sum())
-        total += masks[0].size
+        same, count = agreeing_pixels(probs["fp32"], probs["int8"], fov, bundle.threshold)
+        agree, total = agree + same, total + count
     scores = {p: {k: e.summary()["pooled"][k] for k in ("miou", "f1", "auc")} for p, e in evaluators.items()}
     deltas = {k: 100.0 * (scores["int8"][k] - scores["fp32"][k]) for k in ("miou", "f1", "auc")}
     t = bundle.tile

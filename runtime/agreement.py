@@ -98,22 +98,28 @@ def pooled_scores(run: Run, planes: list[Plane], threshold: float) -> dict[str, 
     return evaluator.summary()["pooled"]
 
 
+def agreeing_pixels(
+    reference: np.ndarray, candidate: np.ndarray, region: np.ndarray, threshold: float
+) -> tuple[int, int]:
+    """``(pixels of region where both masks agree, pixels of region)`` for two probability maps at ``threshold``."""
+    same = (candidate >= threshold) == (reference >= threshold)
+    return int(same[region].sum()), int(np.count_nonzero(region))
+
+
 def compare(reference: Run, candidate: Run, planes: list[Plane], threshold: float) -> dict:
     """|Δp| on tiles and images, FOV mask agreement, and MIoU/F1 deltas in points."""
     tile_diff = np.abs(candidate.tiles - reference.tiles)
     image_diff = np.concatenate(
         [np.abs(c - r)[p.fov] for c, r, p in zip(candidate.images, reference.images, planes, strict=True)]
     )
-    agree = sum(
-        int(((c >= threshold) == (r >= threshold))[p.fov].sum())
-        for c, r, p in zip(candidate.images, reference.images, planes, strict=True)
-    )
+    pairs = zip(candidate.images, reference.images, planes, strict=True)
+    counts = [agreeing_pixels(r, c, p.fov, threshold) for c, r, p in pairs]
     result = {
         "tile_max_abs_diff": float(tile_diff.max()),
         "tile_mean_abs_diff": float(tile_diff.mean()),
         "image_max_abs_diff": float(image_diff.max()),
         "image_mean_abs_diff": float(image_diff.mean()),
-        "mask_agreement": agree / image_diff.size,
+        "mask_agreement": sum(same for same, _ in counts) / sum(n for _, n in counts),
     }
     ref_scores, cand_scores = pooled_scores(reference, planes, threshold), pooled_scores(candidate, planes, threshold)
     if ref_scores is not None and cand_scores is not None:
