@@ -274,7 +274,7 @@ def train_one_epoch(
         loss = train_step(run, x, y.to(device, non_blocking=True), device)
         bar.update(1)
         if run.step % cfg.log_every == 0 or run.step == run.last_step:
-            loss_value = distributed.all_reduce_mean(loss, info)
+            loss_value = distributed.all_reduce_mean(float(loss), info)  # syncs the device: log steps only
             if log is not None:
                 rec = {
                     "kind": "step",
@@ -293,8 +293,8 @@ def train_one_epoch(
             break
 
 
-def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    """One optimiser step on a batch (cross-entropy over the two classes); returns the loss."""
+def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """One optimiser step on a batch (cross-entropy over the two classes); returns the loss, still on the device."""
     with torch.autocast(device.type, enabled=device.type == "cuda"):
         loss = nn.functional.cross_entropy(run.net(x), y)
     run.optimizer.zero_grad(set_to_none=True)
@@ -305,7 +305,7 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor, device: torch.device)
     if run.ema is not None:
         run.ema.update_parameters(run.model)
     run.step += 1
-    return loss.item()
+    return loss.detach()
 
 
 def validate_and_checkpoint(
