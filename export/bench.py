@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import read_image, write_image, write_json
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from fundus_vessels.runtime.tiling import make_grid, tiles_touching
+from fundus_vessels.runtime.timing import timed_calls
 
 REPO = Path(__file__).resolve().parent.parent
 CPP_BINARY = REPO / "build" / "fundus-infer"
@@ -42,11 +42,7 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best float32 ``n x n`` numpy matmul rate: the machine's practical compute ceiling."""
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
+    best = min(timed_calls(lambda: a @ b, repeats, warmup=0))
     return 2.0 * n**3 / best / 1e9
 
 
@@ -109,13 +105,7 @@ def _time_python(args: argparse.Namespace, images: list[Path]) -> dict[str, list
     seconds = {}
     for path in images:
         image = read_image(path)
-        segmenter.segment(image)  # warm-up
-        runs = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            segmenter.segment(image)
-            runs.append(time.perf_counter() - start)
-        seconds[path.stem] = runs
+        seconds[path.stem] = timed_calls(lambda image=image: segmenter.segment(image), args.repeats)
     return seconds
 
 
@@ -126,12 +116,10 @@ def _time_cpp(args: argparse.Namespace, images: list[Path]) -> dict[str, list[fl
         command = [str(CPP_BINARY), "-o", out, "--model", str(args.model), "--backend", "opencv", "--quiet"]
         command += ["--threads", str(args.threads)] if args.threads else []
         for path in images:
-            runs = []
-            for _ in range(args.repeats + 1):
-                start = time.perf_counter()
-                subprocess.run([*command, str(path)], check=True, capture_output=True)
-                runs.append(time.perf_counter() - start)
-            seconds[path.stem] = runs[1:]
+            run = [*command, str(path)]
+            seconds[path.stem] = timed_calls(
+                lambda run=run: subprocess.run(run, check=True, capture_output=True), args.repeats
+            )
     return seconds
 
 

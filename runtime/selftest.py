@@ -15,7 +15,6 @@ Exit status: 0 all ran within tolerance, 1 a candidate was outside tolerance or 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, BundleError
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.preprocess import preprocess
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.runtime.timing import timed_calls
 
 SELF_TEST_JSON = "self-test.json"
 CANDIDATES = (
@@ -71,13 +71,7 @@ def drawn_tiles(bundle: Bundle, count: int, seed: int = 100) -> np.ndarray:
 def tiles_per_second(predict: Callable[[np.ndarray], np.ndarray], tiles: np.ndarray, batch: int, repeats: int) -> float:
     """Median tiles/s of ``repeats`` calls on ``batch`` tiles (after one warm-up call)."""
     x = np.ascontiguousarray(np.resize(tiles, (batch, *tiles.shape[1:])))
-    predict(x)
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(x)
-        seconds.append(time.perf_counter() - start)
-    return round(batch / float(np.median(seconds)), 2)
+    return round(batch / float(np.median(timed_calls(lambda: predict(x), repeats))), 2)
 
 
 def open_candidate(bundle: Bundle, kind: str, precision: str, settings: Settings) -> Backend:

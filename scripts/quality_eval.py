@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from fundus_vessels.runtime.datasets import DatasetError, dataset_files
 from fundus_vessels.runtime.imageio import read_image
 from fundus_vessels.runtime.quality import NOT_FUNDUS, assess_image
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
+from fundus_vessels.runtime.timing import timed_calls
 
 # skimage.data samples that are photographs (or drawings) of anything but a fundus; "retina" is one
 SKIMAGE_NON_FUNDUS = (
@@ -223,12 +223,7 @@ def bench(data_root: Path, rounds: int = 30) -> None:
     drive = read_image(dataset_files(data_root, "drive", "test")[0].image)
     large = cv2.resize(drive, (3504, 2336), interpolation=cv2.INTER_CUBIC)
     for name, image in (("DRIVE 565x584", drive), ("3504x2336", large)):
-        assess_image(image)
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            assess_image(image)
-            times.append(time.perf_counter() - start)
+        times = timed_calls(lambda image=image: assess_image(image), rounds)
         print(
             f"{name}: median {1000 * float(np.median(times)):.1f} ms, best {1000 * min(times):.1f} ms ({rounds} runs)"
         )
