@@ -1,4 +1,4 @@
-"""Where labelled photographs live: DRIVE, CHASE_DB1 and a user's folder, the one description of each layout.
+"""Where labelled photographs live: DRIVE, CHASE_DB1, STARE and a user's folder, the one description of each layout.
 
 Listing is cheap (paths only, each pair checked to exist); :meth:`SampleFiles.load` reads one
 sample. Training loads every sample eagerly from these lists; calibration, its report and the
@@ -20,12 +20,15 @@ import numpy as np
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_binary_mask, read_image
 
-DATASETS = ("drive", "chase")  # and "folder:PATH"
+DATASETS = ("drive", "chase", "stare")  # and "folder:PATH"
 FOLDER_PREFIX = "folder:"
 SPLITS = ("training", "test")
 # CHASE_DB1 has no official split; subjects 01-10 train and 11-14 test is the common protocol
 CHASE_SUBJECTS = {"training": range(1, 11), "test": range(11, 15)}
 CHASE_PATTERN = re.compile(r"^Image_(\d{2})([LR])\.jpg$")
+# STARE has no official split: the first ten photographs (sorted by name) train, the last ten test
+STARE_SPLIT = {"training": slice(0, 10), "test": slice(10, 20)}
+STARE_PATTERN = re.compile(r"^(im\d{4})\.png$")
 
 
 G = TypeVar("G", bound="Grouped")
@@ -116,6 +119,27 @@ def chase_files(root: str | os.PathLike, subjects: Sequence[int] = CHASE_SUBJECT
     return files
 
 
+def stare_files(root: str | os.PathLike, split: str) -> list[SampleFiles]:
+    """STARE as PNG under ``ROOT/STARE``: ``images/imNNNN.png``, ``labels-ah/imNNNN.ah.png`` (truth), ``mask/``.
+
+    ``split`` picks the first (``training``) or last (``test``) ten photographs in name order.
+    """
+    base = Path(root) / "STARE"
+    image_dir = base / "images"
+    if not image_dir.is_dir():
+        raise DatasetError(f"{image_dir}: STARE images folder not found (check --data-root)")
+    images = sorted(p for p in image_dir.glob("im*.png") if STARE_PATTERN.match(p.name))
+    files = []
+    for image in images[STARE_SPLIT[split]]:
+        stem = image.stem
+        label = _require(base / "labels-ah" / f"{stem}.ah.png", image)
+        mask = _require(base / "mask" / f"{stem}_mask.png", image)
+        files.append(SampleFiles(f"stare_{stem}", "stare", f"stare_{stem}", image, label, mask))
+    if not files:
+        raise DatasetError(f"{image_dir}: no STARE {split} images (imNNNN.png)")
+    return files
+
+
 def folder_files(root: str | os.PathLike) -> list[SampleFiles]:
     """A user's own data: ``images/`` and ``labels/`` with matching stems, optional ``masks/`` (else FOV computed)."""
     root = Path(root)
@@ -141,7 +165,7 @@ def folder_files(root: str | os.PathLike) -> list[SampleFiles]:
 
 
 def dataset_files(root: str | os.PathLike, dataset: str, split: str) -> list[SampleFiles]:
-    """Files of ``dataset`` (``drive``, ``chase`` or ``folder:PATH``) and ``split`` (``training`` or ``test``).
+    """Files of ``dataset`` (``drive``, ``chase``, ``stare`` or ``folder:PATH``) and ``split`` (``training`` or ``test``).
 
     A folder has no split: it is returned whole for either.
     """
@@ -151,9 +175,11 @@ def dataset_files(root: str | os.PathLike, dataset: str, split: str) -> list[Sam
         return drive_files(root, split)
     if dataset == "chase":
         return chase_files(root, CHASE_SUBJECTS[split])
+    if dataset == "stare":
+        return stare_files(root, split)
     if dataset.startswith(FOLDER_PREFIX):
         return folder_files(dataset[len(FOLDER_PREFIX) :])
-    raise DatasetError(f"unknown dataset {dataset!r}: use drive, chase or folder:PATH")
+    raise DatasetError(f"unknown dataset {dataset!r}: use drive, chase, stare or folder:PATH")
 
 
 class Grouped(Protocol):

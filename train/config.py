@@ -42,6 +42,7 @@ class TrainConfig:
     clahe_grid: int = 8
     tile: int = 256
     overlap: int = 64
+    scale_reference: float = 0.0  # FOV diameter (px) every photograph is resampled to; 0: native scale; DRIVE: 540
     threshold: float = 0.5
     eval_batch: int = 4
     checkpoint_every: int = 100
@@ -76,6 +77,7 @@ class TrainConfig:
             (0 < self.threshold < 1, "threshold must be in (0, 1)"),
             (bool(self.data), "data must name at least one dataset"),
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
+            (0 <= self.scale_reference <= 4096, "scale_reference must be in [0, 4096] pixels"),
             (self.val_split in ("per_dataset", "pooled"), "val_split must be per_dataset or pooled"),
         ]
         errors = [msg for ok, msg in checks if not ok]

@@ -17,6 +17,7 @@ from fundus_vessels.runtime.datasets import (
     split_groups,
 )
 from fundus_vessels.runtime.preprocess import PreprocessConfig, enhance, normalise
+from fundus_vessels.runtime.scale import ScaleConfig, decide_scale, resample, resample_label
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Sample:
     group: str
     dataset: str
     source: Path
+    scale: float = 1.0  # factor this sample was resampled by (model scale / photograph scale)
 
 
 def load_files(files: Sequence[SampleFiles]) -> list[Sample]:
@@ -51,14 +53,39 @@ def load_chase(root: Path, subjects: Sequence[int] = CHASE_SUBJECTS["training"])
     return load_files(chase_files(root, subjects))
 
 
-def load_datasets(names: Sequence[str], root: Path, split: str = "train") -> list[Sample]:
-    """Load and concatenate datasets by name: ``drive``, ``chase`` or ``folder:PATH``.
+def load_datasets(
+    names: Sequence[str], root: Path, split: str = "train", scale_reference: float = 0.0
+) -> list[Sample]:
+    """Load and concatenate datasets by name: ``drive``, ``chase``, ``stare`` or ``folder:PATH``.
 
-    ``split="train"`` gives DRIVE 21–40 and CHASE subjects 01–10; ``"test"`` gives DRIVE 01–20 and
-    CHASE 11–14 (absent here). Folders have no split and are always returned whole.
+    ``split="train"`` gives DRIVE 21–40, CHASE subjects 01–10 and STARE's first ten; ``"test"`` gives
+    DRIVE 01–20, CHASE 11–14 (absent here) and STARE's last ten. Folders have no split and are always
+    returned whole. ``scale_reference > 0`` resamples every sample so its FOV has that diameter
+    (:func:`rescale_sample`), as the runtime does at inference.
     """
-    return load_files(
+    samples = load_files(
         [f for name in names for f in dataset_files(root, name, "training" if split == "train" else "test")]
+    )
+    if scale_reference > 0:
+        config = ScaleConfig(reference_diameter=scale_reference)
+        samples = [rescale_sample(s, config) for s in samples]
+    return samples
+
+
+def rescale_sample(sample: Sample, config: ScaleConfig) -> Sample:
+    """``sample`` at the model's scale: the runtime's factor rule, area-averaged image and label, nearest FOV."""
+    factor = decide_scale(sample.fov, config).factor
+    if factor == 1.0:
+        return sample
+    return Sample(
+        sample.name,
+        resample(sample.image, factor),
+        resample_label(sample.label, factor),
+        resample(sample.fov, factor, "mask"),
+        sample.group,
+        sample.dataset,
+        sample.source,
+        factor,
     )
 
 

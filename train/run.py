@@ -179,7 +179,7 @@ class Run:
 def load_data(cfg: TrainConfig, info: distributed.DistInfo) -> Data:
     """Datasets, the validation split, and the deterministic patch stream of every epoch."""
     preprocess = PreprocessConfig(cfg.channel, cfg.clahe_clip, cfg.clahe_grid)
-    samples = load_datasets(cfg.data, Path(cfg.data_root), "train")
+    samples = load_datasets(cfg.data, Path(cfg.data_root), "train", cfg.scale_reference)
     train_samples, val_samples = split_validation(samples, cfg.val_fraction, cfg.seed, cfg.val_split)
     sampler = PatchSampler(prepare(train_samples, preprocess), cfg.patch_size, cfg.seed, cfg.augment)
     patches = EpochPatches(sampler, cfg.samples_per_epoch)

@@ -31,7 +31,8 @@ def validation_samples(ckpt: dict, data_root: Path) -> list[Sample]:
     config, names = ckpt.get("config", {}), set(ckpt.get("val_images", []))
     if not names:
         raise DatasetError("checkpoint lists no validation images (trained with val_fraction 0?)")
-    samples = [s for s in load_datasets(config.get("data", ["drive"]), data_root, "train") if s.name in names]
+    loaded = load_datasets(config.get("data", ["drive"]), data_root, "train", config.get("scale_reference", 0.0))
+    samples = [s for s in loaded if s.name in names]
     if len(samples) != len(names):
         raise DatasetError(f"{data_root}: found {len(samples)} of the {len(names)} validation images")
     return samples
