@@ -6,6 +6,7 @@ import math
 
 from fundus_vessels.runtime.bundle_schema import BundleSpec, InputSpec, OutputSpec, TilingSpec
 from fundus_vessels.runtime.preprocess import PreprocessConfig
+from fundus_vessels.runtime.scale import ScaleConfig
 from torch import nn
 
 INTENDED_USE = "research and screening support; not a diagnostic device"
@@ -50,6 +51,9 @@ def tool_versions(opset: int) -> dict[str, str | int]:
     }
 
 
+CONTRACT_SECTIONS = ("input", "preprocess", "tiling", "scale", "output", "threshold")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (all of them: an exported model has no frozen/trainable split)."""
     return sum(p.numel() for p in model.parameters())
@@ -65,6 +69,8 @@ def checkpoint_contract(ckpt: dict, source: object) -> BundleSpec:
         output=OutputSpec(OUTPUT_NAME, tuple(CLASSES), VESSEL_INDEX),
         threshold=float(ckpt.get("threshold", THRESHOLD)),  # chosen on validation by train.threshold
         files={},
+        # the FOV diameter training resampled every photograph to (fundus-train --scale-reference)
+        scale=ScaleConfig(reference_diameter=float(ckpt.get("config", {}).get("scale_reference", 0.0))),
     ).checked(source)
 
 
@@ -76,7 +82,7 @@ def bundle_meta(ckpt: dict, model: nn.Module, name: str, opset: int, source: obj
         "format": contract["format"],
         "name": name,
         "intended_use": INTENDED_USE,
-        **{key: contract[key] for key in ("input", "preprocess", "tiling", "output", "threshold")},
+        **{key: contract[key] for key in CONTRACT_SECTIONS if key in contract},
         "architecture": {**ckpt["model_spec"], "parameters": count_parameters(model)},
         "training": {"config": ckpt.get("config", {}), "epoch": ckpt.get("epoch"), "seed": ckpt.get("seed")},
         "metrics": {"source": "checkpoint (validation split)", **metrics} if metrics else {},

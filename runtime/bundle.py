@@ -17,6 +17,7 @@ from pathlib import Path
 from fundus_vessels.runtime.bundle_schema import BUNDLE_FORMAT, BundleError, BundleSpec
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.preprocess import PreprocessConfig
+from fundus_vessels.runtime.scale import ScaleConfig
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -95,6 +96,11 @@ class Bundle:
     @property
     def overlap(self) -> int:
         return self.spec.tiling.overlap
+
+    @property
+    def scale(self) -> ScaleConfig:
+        """Scale normalisation settings (``model.json`` ``scale``; disabled when absent)."""
+        return self.spec.scale
 
     @property
     def threshold(self) -> float:

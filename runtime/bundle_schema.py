@@ -14,17 +14,20 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import NoReturn
 
 from fundus_vessels.runtime.preprocess import PreprocessConfig
+from fundus_vessels.runtime.scale import ScaleConfig
 
 BUNDLE_FORMAT = "fundus-bundle/1"
 TILE_MULTIPLE = 32  # the same rule as training's config (train/config.py): the U-Net halves the tile 4 times
 CHANNELS = ("gray", "green")
 PREPROCESS_KEYS = ("channel", "clahe_clip", "clahe_grid", "mean", "std")
 TILING_KEYS = ("tile", "overlap")
+SCALE_KEYS = ("reference_diameter", "tolerance", "factor_range")
+MAX_REFERENCE_DIAMETER = 4096  # px: the model's working FOV; larger would make every image a memory risk
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -80,6 +83,7 @@ class BundleSpec:
     threshold: float
     files: Mapping[str, FileEntry]
     format: str = BUNDLE_FORMAT
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # optional section; absent: no scale normalisation
 
     @classmethod
     def from_json(cls, meta: object, source: object) -> BundleSpec:
@@ -93,6 +97,7 @@ class BundleSpec:
             input=_input(check, check.section(meta, "input")),
             preprocess=_preprocess(check, check.section(meta, "preprocess")),
             tiling=_tiling(check, check.section(meta, "tiling")),
+            scale=_scale(check, meta["scale"]) if "scale" in meta else ScaleConfig(),
             output=_output(check, check.section(meta, "output")),
             threshold=check.number(meta, "threshold", "threshold", "a finite number in (0, 1)", lambda t: 0 < t < 1),
             files=_files(check, check.section(meta, "files")),
@@ -109,6 +114,7 @@ class BundleSpec:
             "input": vars(self.input).copy(),
             "preprocess": self.preprocess.to_dict(),
             "tiling": vars(self.tiling).copy(),
+            **({"scale": self.scale.to_dict()} if self.scale.enabled else {}),
             "output": {**vars(self.output), "classes": list(self.output.classes)},
             "threshold": self.threshold,
             "files": {key: vars(entry).copy() for key, entry in self.files.items()},
@@ -206,6 +212,28 @@ def _tiling(check: _Checker, section: dict) -> TilingSpec:
     tile = check.integer(section, "tile", "tiling.tile", rule, lambda t: t >= TILE_MULTIPLE and t % TILE_MULTIPLE == 0)
     rule = f"an integer with 0 <= overlap < tiling.tile ({tile})"
     return TilingSpec(tile, check.integer(section, "overlap", "tiling.overlap", rule, lambda o: 0 <= o < tile))
+
+
+def _scale(check: _Checker, section: object) -> ScaleConfig:
+    if not isinstance(section, dict):
+        check.fail("scale", "an object", section)
+    check.known_keys(section, "scale", SCALE_KEYS)
+    rule = f"a finite number in [0, {MAX_REFERENCE_DIAMETER}] (pixels; 0: no scale normalisation)"
+    reference = check.number(
+        section, "reference_diameter", "scale.reference_diameter", rule, lambda v: 0 <= v <= MAX_REFERENCE_DIAMETER
+    )
+    tolerance = check.number(
+        section, "tolerance", "scale.tolerance", "a finite number in [0, 0.5)", lambda v: 0 <= v < 0.5
+    )
+    limits = section.get("factor_range")
+    if not (
+        isinstance(limits, list)
+        and len(limits) == 2
+        and all(_is_number(v) for v in limits)
+        and 0.01 <= limits[0] <= 1 <= limits[1] <= 4
+    ):
+        check.bad("scale.factor_range", "[low, high] with 0.01 <= low <= 1 <= high <= 4", section, "factor_range")
+    return ScaleConfig(reference, tolerance, (float(limits[0]), float(limits[1])))
 
 
 def _output(check: _Checker, section: dict) -> OutputSpec:

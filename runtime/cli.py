@@ -34,7 +34,8 @@ from fundus_vessels.runtime.measure.arguments import add_infer_arguments
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
-from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_vessels, rounded
+from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_scale, assess_vessels, rounded
+from fundus_vessels.runtime.scale import parse_scale
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from tqdm import tqdm
 
@@ -98,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="auto|none|MASK_FILE",
         help="field-of-view mask; tiles holding no FOV pixel are not run (probability 0 there)",
     )
+    parser.add_argument(
+        "--scale",
+        type=scale_arg,
+        default="auto",
+        metavar="auto|none|FACTOR",
+        help="resample so the FOV diameter matches the model's reference (auto), not at all (none), "
+        "or by a fixed factor; outputs keep the input's size",
+    )
     parser.add_argument("--threshold", type=probability, help="vessel if probability >= T (default: model.json)")
     parser.add_argument(
         "--quality",
@@ -132,6 +141,14 @@ def parse_save(value: str) -> tuple[str, ...]:
     if unknown:
         raise UsageError(f"--save: unknown output(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
     return kinds
+
+
+def scale_arg(value: str) -> str | float:
+    """``--scale``: auto, none or a factor (argparse type; the message names the flag)."""
+    try:
+        return parse_scale(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--scale ")) from None
 
 
 def parse_fov(value: str) -> FovSpec:
@@ -213,11 +230,12 @@ def run_job(
         "precision": segmenter.backend.precision,
         "seconds": round(time.perf_counter() - start, 4),
         "vessel_fraction": round(result.vessel_fraction, 6),
+        "scale": result.scale.to_dict(),
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "outputs": outputs,
     }
     if report is not None:
-        entry["quality"] = rounded(assess_vessels(report, result.mask, result.fov))
+        entry["quality"] = rounded(assess_scale(assess_vessels(report, result.mask, result.fov), result.scale))
     if source is not None:
         entry["dicom"] = dicom.dicom_summary(source) | (dicom.dicom_identifiers(source) if keep_identifiers else {})
     if job.truth is not None:
@@ -328,6 +346,7 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
             args.threshold,
             args.checkpoint,
             url=args.url,
+            scale=args.scale,
         )
     except (BundleError, BackendError) as exc:
         raise UsageError(str(exc)) from exc

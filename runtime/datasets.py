@@ -165,7 +165,7 @@ def folder_files(root: str | os.PathLike) -> list[SampleFiles]:
 
 
 def dataset_files(root: str | os.PathLike, dataset: str, split: str) -> list[SampleFiles]:
-    """Files of ``dataset`` (``drive``, ``chase``, ``stare`` or ``folder:PATH``) and ``split`` (``training`` or ``test``).
+    """Files of ``dataset`` (``drive``, ``chase``, ``stare`` or ``folder:PATH``) and ``split`` (training or test).
 
     A folder has no split: it is returned whole for either.
     """

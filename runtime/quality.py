@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.preprocess import to_uint8
+from fundus_vessels.runtime.scale import ScaleDecision
 
 QUALITY_MODES = ("flag", "refuse", "off")
 VERDICTS = ("good", "usable", "reject")
@@ -88,7 +89,11 @@ VESSEL_CHECKS = (
     Check("vessel_fraction", False, 0.25, 0.4, "implausible vessel map: too many vessels"),
     Check("vessel_connected", True, 0.6, 0.3, "implausible vessel map: fragmented"),
 )
-CHECKS = IMAGE_CHECKS + VESSEL_CHECKS
+# the photograph's scale relative to the model's (runtime/scale.py): in_domain is 1 or 0
+SCALE_CHECKS = (
+    Check("scale_in_domain", True, 0.5, None, "out of domain: scale not estimated or outside the model's range"),
+)
+CHECKS = IMAGE_CHECKS + VESSEL_CHECKS + SCALE_CHECKS
 
 
 @dataclass
@@ -336,6 +341,13 @@ def assess_vessels(quality: Quality, mask: np.ndarray, fov: np.ndarray) -> Quali
     """Add the vessel-map plausibility measures to ``quality`` and grade them (:data:`VESSEL_CHECKS`)."""
     quality.measures.update(vessel_measures(mask, fov, quality.measures["fov_diameter_px"]))
     return _grade(quality, VESSEL_CHECKS)
+
+
+def assess_scale(quality: Quality, scale: ScaleDecision) -> Quality:
+    """Grade the photograph's scale: FOV not found, or a factor outside the model's range, is at best usable."""
+    quality.measures["scale_factor"] = scale.factor
+    quality.measures["scale_in_domain"] = 1.0 if scale.in_domain else 0.0
+    return _grade(quality, SCALE_CHECKS)
 
 
 def rounded(quality: Quality, digits: int = 6) -> dict:

@@ -53,9 +53,7 @@ def load_chase(root: Path, subjects: Sequence[int] = CHASE_SUBJECTS["training"])
     return load_files(chase_files(root, subjects))
 
 
-def load_datasets(
-    names: Sequence[str], root: Path, split: str = "train", scale_reference: float = 0.0
-) -> list[Sample]:
+def load_datasets(names: Sequence[str], root: Path, split: str = "train", scale_reference: float = 0.0) -> list[Sample]:
     """Load and concatenate datasets by name: ``drive``, ``chase``, ``stare`` or ``folder:PATH``.
 
     ``split="train"`` gives DRIVE 21–40, CHASE subjects 01–10 and STARE's first ten; ``"test"`` gives
