@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from fundus_vessels.calib.graphs import narrow_nodes, tensorrt_float_nodes
+from fundus_vessels.calib.onnx_graph import flush_denormals
 from fundus_vessels.calib.onnx_graph import producers as graph_producers
 from fundus_vessels.runtime.imageio import write_bytes
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -183,5 +184,7 @@ def quantize_int8(
                 "QuantizeBias": target != "tensorrt",
             },
         )
-        write_bytes(out_path, target_path.read_bytes())
+        quantized = onnx.load(str(target_path))
+        flush_denormals(quantized)  # scales and float weights left denormal by BatchNorm folding
+        write_bytes(out_path, quantized.SerializeToString())
     return settings

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxslim
 import torch
+from fundus_vessels.calib.onnx_graph import flush_denormals
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.export.graph_rewrites import softmax_to_sigmoid, split_concat_conv
 from fundus_vessels.export.metadata import INPUT_NAME, OUTPUT_NAME, bundle_meta
@@ -146,6 +147,7 @@ def export_bundle(
         graph = torch_to_onnx(model, tile, dynamic_batch=dynamic)
         rewrites = rewrite_for_runtime(graph)
         graph = simplify(graph)
+        flushed = flush_denormals(graph)
         if not dynamic:
             assert_static(graph, path)
         save_onnx(graph, path)
@@ -158,6 +160,7 @@ def export_bundle(
             max_abs_diff_vs_torch=error,
             ops=op_counts(graph),
             graph_rewrites=rewrites,
+            denormals_flushed=flushed,
         )
     bundle.save()
     return root

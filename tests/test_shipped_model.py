@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, PRECISION_FILES, load_bundle
+from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, PRECISION_FILES, load_bundle, shipped_bundle, shipped_names
 from fundus_vessels.runtime.imageio import read_image
 
 SHIPPED = DEFAULT_BUNDLE
@@ -94,3 +94,42 @@ def test_fundus_infer_default_model_reproduces_the_recorded_drive_test_figures(d
         assert got["f1"] == pytest.approx(want["f1"], abs=3e-4), source
         # the probability PNG stores p to 1/255, which ties some scores: AUC within 0.001 of PyTorch's
         assert got["auc"] == pytest.approx(want["auc"], abs=1e-3 if source == "drive_test" else 1e-5), source
+
+
+@pytest.mark.parametrize("name", shipped_names())
+def test_shipped_bundles_hold_no_denormal_weights(name: str) -> None:
+    """Denormal float32 weights take a slow CPU path (8.5x slower for unet-drive-chase): export flushes them."""
+    onnx = pytest.importorskip("onnx")
+    from fundus_vessels.calib.onnx_graph import denormal_count
+
+    bundle = load_bundle(shipped_bundle(name))
+    for precision, entry in bundle.spec.files.items():
+        if not entry.path.endswith(".onnx"):
+            continue
+        path = bundle.model_path(precision, verify=False)
+        assert denormal_count(onnx.load(str(path))) == 0, f"{path}: denormal weights (re-export or flush them)"
+
+
+def test_flush_denormals_keeps_the_outputs() -> None:
+    """Flushing changes no probability: denormal weights contribute below float32 resolution."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime
+    from fundus_vessels.calib.onnx_graph import denormal_count, flush_denormals
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(load_bundle(SHIPPED).model_path("fp32")))
+    weights = next(t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and t.dims[0] > 4)
+    values = numpy_helper.to_array(weights).copy()
+    values.flat[::7] = np.float32(1e-40)  # plant denormals into the first convolution's weights
+    weights.CopyFrom(numpy_helper.from_array(values, weights.name))
+    x = np.random.default_rng(0).standard_normal((1, 1, 256, 256)).astype(np.float32)
+
+    def probabilities(model: object) -> np.ndarray:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+    before, planted = probabilities(graph), denormal_count(graph)
+    assert planted >= values.size // 7
+    assert flush_denormals(graph) == planted
+    assert denormal_count(graph) == 0
+    np.testing.assert_allclose(probabilities(graph), before, atol=1e-6)
