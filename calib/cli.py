@@ -65,7 +65,7 @@ def run_build(args: argparse.Namespace) -> int:
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     bundle = load_bundle(args.bundle)
     calibration, heldout = calibration_sets(
-        args.data_root, datasets, bundle.preprocess, bundle.tile, args.tiles, args.seed
+        args.data_root, datasets, bundle.preprocess, bundle.tile, args.tiles, args.seed, bundle.scale
     )
     provenance = {"data": datasets, "split": "training", "seed": args.seed, "tile": bundle.tile}
     targets = list(TARGETS) if args.target == "both" else [args.target]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from fundus_vessels.runtime.datasets import dataset_files, split_groups
 from fundus_vessels.runtime.preprocess import PreprocessConfig, preprocess
+from fundus_vessels.runtime.scale import ScaleConfig, decide_scale, resample
 from fundus_vessels.runtime.tiling import make_grid, pad_to_grid
 
 # share of the set drawn from each class; a class without candidates passes its share on
@@ -97,12 +98,23 @@ def sample_tiles(images: list[Image], count: int, tile: int, rng: np.random.Gene
     return TileSet(tiles.astype(np.float32), fov, origins)
 
 
-def load_images(data_root: str | os.PathLike, datasets: list[str], config: PreprocessConfig, tile: int) -> list[Image]:
-    """Preprocessed TRAINING images of ``datasets`` with their FOV, padded to at least one tile."""
+def load_images(
+    data_root: str | os.PathLike,
+    datasets: list[str],
+    config: PreprocessConfig,
+    tile: int,
+    scale: ScaleConfig | None = None,
+) -> list[Image]:
+    """Preprocessed TRAINING images of ``datasets`` with their FOV, padded to at least one tile.
+
+    With ``scale`` each photograph is first resampled to the model's scale, as the runtime does.
+    """
     images = []
     for dataset in datasets:
         for sample in dataset_files(data_root, dataset, "training"):
             photo, _, fov = sample.load()
+            factor = decide_scale(fov, scale).factor if scale is not None else 1.0
+            photo, fov = resample(photo, factor), resample(fov, factor, "mask")
             grid = make_grid(fov.shape, tile, 0)
             plane = pad_to_grid(preprocess(photo, config), grid)
             images.append(Image(sample.name, plane, pad_to_grid(fov, grid), sample.dataset, sample.group))
@@ -118,11 +130,17 @@ def split_images(images: list[Image], seed: int) -> tuple[list[Image], list[Imag
 
 
 def calibration_sets(
-    data_root: str | os.PathLike, datasets: list[str], config: PreprocessConfig, tile: int, count: int, seed: int
+    data_root: str | os.PathLike,
+    datasets: list[str],
+    config: PreprocessConfig,
+    tile: int,
+    count: int,
+    seed: int,
+    scale: ScaleConfig | None = None,
 ) -> tuple[TileSet, TileSet]:
-    """(calibration tiles, held-out check tiles) from the training images of ``datasets``."""
+    """(calibration tiles, held-out check tiles) from the training images of ``datasets`` (at ``scale``)."""
     rng = np.random.default_rng(seed)
-    calibration, heldout = split_images(load_images(data_root, datasets, config, tile), seed)
+    calibration, heldout = split_images(load_images(data_root, datasets, config, tile, scale), seed)
     if not heldout:
         raise ValueError("need at least two training images per dataset to hold some out for the accuracy check")
     return sample_tiles(calibration, count, tile, rng), sample_tiles(heldout, max(8, count // 4), tile, rng)

@@ -17,6 +17,7 @@ from fundus_vessels.runtime.imageio import read_image, write_image, write_json
 from fundus_vessels.runtime.inference import predict_plane
 from fundus_vessels.runtime.metrics import SegmentationEvaluator
 from fundus_vessels.runtime.preprocess import PreprocessConfig, enhance, normalise
+from fundus_vessels.runtime.scale import ScaleConfig, decide_scale, resample, resample_back
 from fundus_vessels.train.backend import torch_predictor
 from fundus_vessels.train.checkpoint import load_model
 from fundus_vessels.train.datasets import Sample, load_datasets
@@ -86,13 +87,22 @@ def evaluate_samples(
     batch: int = 4,
     progress: bool = False,
     sweep: np.ndarray | None = None,
+    scale: ScaleConfig | None = None,
 ) -> dict:
-    """Run ``model`` over whole images (tiling + stitching) and score them (``sweep``: see :func:`score_samples`)."""
+    """Run ``model`` over whole images (tiling + stitching) and score them (``sweep``: see :func:`score_samples`).
+
+    With ``scale``, each photograph is resampled to the model's scale as the runtime does, and its
+    probability brought back to the photograph's size before scoring.
+    """
     model.eval()
     predict = torch_predictor(model, device)
 
     def probability_of(sample: Sample, enhanced: np.ndarray) -> np.ndarray:
-        return predict_plane(normalise(enhanced, preprocess), predict, tiling["tile"], tiling["overlap"], batch)
+        factor = decide_scale(sample.fov, scale).factor if scale is not None else 1.0
+        if factor != 1.0:
+            enhanced = enhance(resample(sample.image, factor), preprocess)
+        probability = predict_plane(normalise(enhanced, preprocess), predict, tiling["tile"], tiling["overlap"], batch)
+        return resample_back(probability, sample.image.shape)
 
     return score_samples(samples, probability_of, preprocess, tiling, threshold, out_dir, panels, progress, sweep)
 
@@ -147,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             out,
             panels=args.panels,
             progress=True,
+            scale=ScaleConfig(reference_diameter=float(ckpt.get("config", {}).get("scale_reference", 0.0))),
         )
         metrics["checkpoint"] = str(args.checkpoint)
     else:
