@@ -157,7 +157,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", type=Path, metavar="FILE", help="training checkpoint (torch backend only; default: none)"
     )
     parser.add_argument(
-        "--url", help="Triton server (triton backend only; default: none): [grpc://|http://]host:port[/model]"
+        "--url", help="Triton server, [grpc://|http://]host:port[/model] (triton backend only; default: none)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
     add_infer_arguments(parser)  # --measure, --pixel-size-um, --camera-fov-deg
