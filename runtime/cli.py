@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
-from fundus_vessels.runtime.bundle import DEFAULT_MODEL, BundleError, bundle_path, sha256_file, shipped_names
+from fundus_vessels.runtime.bundle import (
+    DEFAULT_BUNDLE,
+    DEFAULT_MODEL,
+    BundleError,
+    bundle_path,
+    sha256_file,
+    shipped_names,
+)
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
 from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.imageio import (
@@ -107,9 +114,9 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         type=bundle_path,
-        default=DEFAULT_MODEL,
+        default=DEFAULT_BUNDLE,  # the shipped one, whatever folders the working directory holds
         metavar="BUNDLE",
-        help=f"bundle folder, or the name of a shipped bundle ({', '.join(shipped_names())})",
+        help=f"bundle folder, or the name of a shipped bundle ({', '.join(shipped_names())}; default: {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--backend",

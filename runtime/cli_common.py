@@ -65,9 +65,9 @@ def onnxruntime_version() -> str:
 
 def bundle_name(model: str | os.PathLike | None) -> str:
     """``model.json``'s name of the bundle ``model`` (a folder or a shipped name; default: the shipped default)."""
-    from fundus_vessels.runtime.bundle import DEFAULT_MODEL, MODEL_JSON, bundle_path
+    from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, MODEL_JSON, bundle_path
 
-    folder = bundle_path(model if model is not None else DEFAULT_MODEL)
+    folder = bundle_path(model) if model is not None else DEFAULT_BUNDLE
     try:
         return str(json.loads((folder / MODEL_JSON).read_text()).get("name", folder.name))
     except (OSError, ValueError, AttributeError):

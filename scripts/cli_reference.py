@@ -85,12 +85,11 @@ def describe(action: argparse.Action, parser: argparse.ArgumentParser) -> str:
 
 
 def split_default(action: argparse.Action, text: str) -> tuple[str, str]:
-    """(default, description): a default the help gives in words, ``(default: X)`` at its end, moves to its column."""
-    default = default_of(action)
+    """(default, description): a default the help states, ``(...; default: X)`` at its end, moves to its column."""
     match = re.search(r"\s*\((?:([^()]*?); )?default: ([^()]*)\)$", text)
-    if not default and match:
+    if match:
         return match[2], text[: match.start()] + (f" ({match[1]})" if match[1] else "")
-    return default, text
+    return default_of(action), text
 
 
 def table(name: str, parser: argparse.ArgumentParser) -> list[str]:

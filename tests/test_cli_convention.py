@@ -227,3 +227,13 @@ def test_cmake_install_ships_the_default_bundles(cpp_binary: Path, photo: Path, 
     assert bundle["name"] == DEFAULT_MODEL and Path(bundle["path"]).is_relative_to(prefix), bundle
     result = run_cpp(installed, photo, "-o", "out2", "--quiet", "--model", OTHER_MODEL, cwd=work)
     assert result.returncode == 0 and Path(summary_bundle(work / "out2")["path"]).is_relative_to(prefix)
+
+
+def test_the_default_bundle_is_the_shipped_one_whatever_the_working_directory_holds(
+    cpp_binary: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    (tmp_path / DEFAULT_MODEL).mkdir()  # an unrelated folder that happens to share the default's name
+    monkeypatch.chdir(tmp_path)
+    assert infer_cli.main(["--version"]) == 0
+    assert VERSION_LINE.match(capsys.readouterr().out)["bundle"] == DEFAULT_MODEL
+    check_cpp_version(cpp_binary, tmp_path, DEFAULT_MODEL)

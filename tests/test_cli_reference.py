@@ -28,3 +28,8 @@ def test_cli_reference_lists_every_command_and_flag() -> None:
         for action in parser._actions:
             if action.option_strings and action.option_strings[0] not in ("-h",):
                 assert f"`{action.option_strings[0]}`" in text, (name, action.option_strings)
+
+
+def test_cli_reference_is_the_same_on_every_machine() -> None:
+    text = load_script().render()
+    assert str(SCRIPT.parent.parent) not in text and "/site-packages/" not in text

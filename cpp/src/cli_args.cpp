@@ -38,9 +38,17 @@ bool parsePositiveInt(const std::string& text, int& out) {
 
 }  // namespace
 
+// $FUNDUS_MODEL (a folder or a shipped name), else the shipped default bundle's folder: never a folder
+// of that name in the working directory (runtime/bundle.py DEFAULT_BUNDLE: the same rule).
 std::string defaultModelDir() {
     const char* env = std::getenv("FUNDUS_MODEL");
-    return env && *env ? env : FUNDUS_DEFAULT_MODEL;
+    if (env && *env) return env;
+    const std::vector<std::string> dirs = shippedBundleDirs();
+    for (const std::string& dir : dirs) {
+        const std::string folder = joinPath(dir, FUNDUS_DEFAULT_MODEL);
+        if (isFile(joinPath(folder, "model.json"))) return folder;
+    }
+    return joinPath(dirs.back(), FUNDUS_DEFAULT_MODEL);  // missing: loadBundle() names this path
 }
 
 std::string usageText(const std::string& program) {
