@@ -6,7 +6,7 @@ import argparse
 
 
 def add_unit_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--pixel-size-um`` or ``--camera-fov-deg`` (micrometre columns; see README, units)."""
+    """``--pixel-size-um`` or ``--camera-fov-deg`` (micrometre columns; docs/measure.md, units)."""
     units = parser.add_mutually_exclusive_group()
     units.add_argument(
         "--pixel-size-um",
