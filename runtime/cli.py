@@ -286,7 +286,17 @@ def segment_job(
     elif not quiet:
         verdict = f", quality {entry['quality']['verdict']}" if "quality" in entry else ""
         tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s{verdict}")
+        if "demo_scores" in entry:
+            tqdm.write(demo_line(entry["demo_scores"]))
     return entry, None
+
+
+def demo_line(scores: dict[str, float]) -> str:
+    """The demo's score on the console: F1 (and MIoU) of its mask against the vessel tree it was drawn with."""
+    return (
+        f"demo score: F1 {scores['f1']:.3f}, MIoU {scores['miou']:.3f} against the drawn vessel tree "
+        f"(inside the FOV; summary.json 'demo' has all scores)"
+    )
 
 
 def build_summary(
