@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from fundus_vessels.runtime import cli
+from fundus_vessels.runtime.decode import png_truncation
 from fundus_vessels.runtime.imageio import ImageReadError, read_image
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
@@ -43,6 +44,11 @@ def png_with_bad_idat_crc() -> bytes:
     return bytes(data)
 
 
+def zeroed_tail(data: bytes) -> bytes:
+    """The file's size kept, its second half zeros: a transfer that never finished."""
+    return data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
+
+
 # name -> (bytes, class of reason)
 CASES = {
     "half.jpg": (lambda: encoded(".jpg")[: len(encoded(".jpg")) // 2], "image file is truncated"),
@@ -50,6 +56,11 @@ CASES = {
     "corrupt-scan-jpg.jpg": (jpeg_with_corrupt_scan, "corrupt image data"),
     "bad-crc.png": (png_with_bad_idat_crc, "corrupt image data"),
     "half-png.png": (lambda: encoded(".png")[: len(encoded(".png")) // 2], "image file is truncated"),
+    # cut early in IDAT OpenCV 5 prints nothing and returns no image; the chunk walk still knows
+    "png-cut-in-idat.png": (lambda: encoded(".png")[:100], "image file is truncated"),
+    "png-no-iend.png": (lambda: encoded(".png")[:-12], "image file is truncated"),
+    "png-cut-in-iend.png": (lambda: encoded(".png")[:-1], "image file is truncated"),
+    "png-zeroed-tail.png": (lambda: zeroed_tail(encoded(".png")), "corrupt image data"),
     "half-tif.tif": (lambda: encoded(".tif", cv2.IMWRITE_TIFF_COMPRESSION, 5)[:4000], "image file is truncated"),
     "zeros.bmp": (lambda: b"BM" + bytes(60), "corrupt image data"),
     "unknown.png": (lambda: b"\x89PNX" + bytes(60), "not a readable image"),
@@ -127,3 +138,13 @@ def test_jpeg_pixels_match_opencv(data_root: Path) -> None:
     for path in sorted((data_root / "CHASEDB1").glob("Image_0[1-3]L.jpg")):
         reference = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
         assert np.array_equal(read_image(path), reference), path.name
+
+
+def test_png_chunk_walk_finds_truncation_only() -> None:
+    whole = encoded(".png")
+    assert png_truncation(whole) is None
+    assert png_truncation(png_with_bad_idat_crc()) is None, "damage before the end is the decoder's to name"
+    assert png_truncation(zeroed_tail(whole)) is None
+    assert png_truncation(b"\x89PNX" + bytes(60)) is None
+    for cut in (8, 20, 33, 100, len(whole) // 2, len(whole) - 12, len(whole) - 1):
+        assert png_truncation(whole[:cut]).startswith("PNG: the data ends"), cut
