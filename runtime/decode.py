@@ -12,9 +12,10 @@ ours. The C++ reader (cpp/src/imageio.cpp) applies the same rule with the same m
 
 GIF goes through Pillow (OpenCV has no GIF decoder), with Pillow's warnings turned into errors.
 
-A PNG that ends before its IEND chunk is refused from the file's own structure (:func:`png_truncation`)
-before OpenCV sees it: what libpng prints for it depends on the OpenCV build (4.x prints "PNG input
-buffer is incomplete", 5.x prints nothing and returns no image), the chunk walk does not.
+A PNG whose chunks are cut short or damaged is refused from the file's own structure
+(:mod:`fundus_vessels.runtime.png_chunks`) before OpenCV sees it: what libpng prints for it depends
+on the OpenCV build (4.x prints "PNG input buffer is incomplete", 5.x may print nothing and return
+no image), the chunk walk does not.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import sys
 import tempfile
 import threading
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import cv2
 import numpy as np
 import simplejpeg
+from fundus_vessels.runtime.png_chunks import png_refusal
 from PIL import Image
 
 # a diagnostic holding one of these means the data ended early (same list in cpp/src/diagnostics.cpp)
@@ -100,9 +101,9 @@ def decode_image(data: bytes) -> np.ndarray:
         return _decode_gif(data)
     if is_jpeg(data):
         return _decode_jpeg(data)
-    truncated = png_truncation(data)
-    if truncated is not None:
-        raise ImageDecodeError(f"image file is truncated ({truncated})")
+    refused = png_refusal(data)
+    if refused is not None:
+        raise ImageDecodeError(refused)
     image, failure = None, "OpenCV could not decode it"
     logging = cv2.utils.logging
     level = logging.getLogLevel()
@@ -119,36 +120,6 @@ def decode_image(data: bytes) -> np.ndarray:
     if image is None:
         raise ImageDecodeError(f"not a readable image ({failure})")
     return image
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_truncation(data: bytes) -> str | None:
-    """Why a PNG file ends early, or None: the chunk walk from the signature to IEND.
-
-    The file is called truncated only when every complete chunk before the end is sound (length
-    below 2**31, a type of four ASCII letters, its CRC right) and the data stops before IEND: inside
-    a chunk, or between chunks. Anything else (not a PNG, a damaged chunk first, IEND reached) is
-    None, and the decoder's own verdict stands, as libpng reports damage in file order too.
-    """
-    if not data.startswith(PNG_SIGNATURE):
-        return None
-    at = len(PNG_SIGNATURE)
-    while at + 8 <= len(data):
-        length = int.from_bytes(data[at : at + 4], "big")
-        kind = data[at + 4 : at + 8]
-        if length >= 1 << 31 or not (kind.isascii() and kind.isalpha()):
-            return None
-        end = at + 12 + length
-        if end > len(data):
-            return f"PNG: the data ends inside chunk {kind.decode()}, {end - len(data)} of its bytes missing"
-        if zlib.crc32(data[at + 4 : end - 4]) != int.from_bytes(data[end - 4 : end], "big"):
-            return None
-        if kind == b"IEND":
-            return None
-        at = end
-    return "PNG: the data ends inside a chunk header" if at < len(data) else "PNG: the data ends before IEND"
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray:

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 from fundus_vessels.runtime import cli
-from fundus_vessels.runtime.decode import png_truncation
 from fundus_vessels.runtime.imageio import ImageReadError, read_image
+from fundus_vessels.runtime.png_chunks import png_refusal
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 
@@ -49,6 +49,10 @@ def zeroed_tail(data: bytes) -> bytes:
     return data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
 
 
+def set_length(data: bytes, at: int, length: int) -> bytes:
+    return data[:at] + length.to_bytes(4, "big") + data[at + 4 :]
+
+
 # name -> (bytes, class of reason)
 CASES = {
     "half.jpg": (lambda: encoded(".jpg")[: len(encoded(".jpg")) // 2], "image file is truncated"),
@@ -61,6 +65,8 @@ CASES = {
     "png-no-iend.png": (lambda: encoded(".png")[:-12], "image file is truncated"),
     "png-cut-in-iend.png": (lambda: encoded(".png")[:-1], "image file is truncated"),
     "png-zeroed-tail.png": (lambda: zeroed_tail(encoded(".png")), "corrupt image data"),
+    "png-ihdr-length.png": (lambda: set_length(encoded(".png"), 8, 100_000), "corrupt image data"),
+    "png-idat-too-long.png": (lambda: set_length(encoded(".png"), 33, 9_000_000), "corrupt image data"),
     "half-tif.tif": (lambda: encoded(".tif", cv2.IMWRITE_TIFF_COMPRESSION, 5)[:4000], "image file is truncated"),
     "zeros.bmp": (lambda: b"BM" + bytes(60), "corrupt image data"),
     "unknown.png": (lambda: b"\x89PNX" + bytes(60), "not a readable image"),
@@ -140,11 +146,22 @@ def test_jpeg_pixels_match_opencv(data_root: Path) -> None:
         assert np.array_equal(read_image(path), reference), path.name
 
 
-def test_png_chunk_walk_finds_truncation_only() -> None:
+def test_png_chunk_walk_classes_as_libpng() -> None:
+    """Classes measured with the C++ binary (libpng 1.6 under OpenCV 4.6) for the same bytes."""
     whole = encoded(".png")
-    assert png_truncation(whole) is None
-    assert png_truncation(png_with_bad_idat_crc()) is None, "damage before the end is the decoder's to name"
-    assert png_truncation(zeroed_tail(whole)) is None
-    assert png_truncation(b"\x89PNX" + bytes(60)) is None
+    idat = whole.index(b"IDAT") - 4
+    assert png_refusal(whole) is None
+    assert png_refusal(b"\x89PNX" + bytes(60)) is None, "not a PNG: the decoder says so"
     for cut in (8, 20, 33, 100, len(whole) // 2, len(whole) - 12, len(whole) - 1):
-        assert png_truncation(whole[:cut]).startswith("PNG: the data ends"), cut
+        assert png_refusal(whole[:cut]).startswith("image file is truncated (PNG: the data ends"), cut
+    corrupt = {
+        "IDAT: CRC error": png_with_bad_idat_crc(),
+        "IHDR: invalid": set_length(whole, 8, 100_000),  # would run past the end, but libpng checks IHDR first
+        "IDAT: chunk data is too large": set_length(whole, idat, 9_000_000),
+        "chunk length out of range": set_length(whole, idat, 3_000_000_000),
+        "invalid chunk type": whole[:idat] + bytes(12) + whole[idat:],
+    }
+    for reason, data in corrupt.items():
+        assert png_refusal(data) == f"corrupt image data (PNG: {reason})", reason
+    assert png_refusal(zeroed_tail(whole)).startswith("corrupt image data (PNG: ")
+    assert png_refusal(set_length(whole, len(whole) - 12, 5)).startswith("image file is truncated"), "IEND length 5"
