@@ -20,6 +20,7 @@ import numpy as np
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, bundle_path, sha256_file
+from fundus_vessels.runtime.extras import missing_extra
 from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.imageio import (
     ImageReadError,
@@ -345,6 +346,10 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)
     fov = parse_fov(args.fov)
+    if args.measure and (hint := missing_extra("measure")):
+        raise UsageError(f"--measure {hint}")
+    if "dicom-seg" in kinds and (hint := missing_extra("clinic", ("pydicom", "highdicom"))):
+        raise UsageError(f"--save dicom-seg {hint}")
     prepare_output_dir(args.output_dir)
     try:
         segmenter = Segmenter(
@@ -402,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             failures.append(failure)
 
-    if args.measure:  # loads scikit-image and skan only when asked
+    if args.measure:  # loads scikit-image and skan (the 'measure' extra) only when asked
         from fundus_vessels.runtime.measure.infer import measure_infer_outputs
 
         measure_infer_outputs(args, images, failures)
