@@ -28,6 +28,7 @@ from fundus_vessels.runtime.bundle import (
     shipped_names,
 )
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
+from fundus_vessels.runtime.extras import missing_extra
 from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.imageio import (
     ImageReadError,
@@ -342,7 +343,17 @@ def segment_job(
     elif not quiet:
         verdict = f", quality {entry['quality']['verdict']}" if "quality" in entry else ""
         tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s{verdict}")
+        if "demo_scores" in entry:
+            tqdm.write(demo_line(entry["demo_scores"]))
     return entry, None
+
+
+def demo_line(scores: dict[str, float]) -> str:
+    """The demo's score on the console: F1 (and MIoU) of its mask against the vessel tree it was drawn with."""
+    return (
+        f"demo score: F1 {scores['f1']:.3f}, MIoU {scores['miou']:.3f} against the drawn vessel tree "
+        f"(inside the FOV; summary.json 'demo' has all scores)"
+    )
 
 
 def build_summary(
@@ -391,6 +402,10 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)
     fov = parse_fov(args.fov)
+    if args.measure and (hint := missing_extra("measure")):
+        raise UsageError(f"--measure {hint}")
+    if "dicom-seg" in kinds and (hint := missing_extra("clinic", ("pydicom", "highdicom"))):
+        raise UsageError(f"--save dicom-seg {hint}")
     prepare_output_dir(args.output_dir)
     try:
         segmenter = Segmenter(
@@ -448,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             failures.append(failure)
 
-    if args.measure:  # loads scikit-image and skan only when asked
+    if args.measure:  # loads scikit-image and skan (the 'measure' extra) only when asked
         from fundus_vessels.runtime.measure.infer import measure_infer_outputs
 
         measure_infer_outputs(args, images, failures)
