@@ -96,7 +96,7 @@ def positive_int(text: str) -> int:
 EXAMPLES = [
     "fundus-infer --demo -o out/demo                      # a synthetic photograph, scored against its drawn vessels",
     "fundus-infer photo.jpg more_photos/ -o out           # the default bundle",
-    "fundus-infer photos/ -o out --model unet-drive-chase --quality refuse",
+    "fundus-infer photos/ -o out --model unet-drive --quality refuse",
     "fundus-infer --watch /clinic/export -o out --save mask,dicom-seg",
     "fundus-infer --self-test -o selftest                 # every backend here vs ONNX Runtime CPU FP32",
 ]

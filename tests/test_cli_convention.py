@@ -30,7 +30,7 @@ from fundus_vessels.train.config import FIELD_HELP, FIELD_TYPES
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = metadata.version("fundus-vessels")
-OTHER_MODEL = "unet-drive-chase"
+OTHER_MODEL = "unet-drive"
 
 # command -> (entry point, parser factory)
 COMMANDS = {

@@ -10,7 +10,7 @@
 #include "fundus/bundle.h"
 
 #ifndef FUNDUS_DEFAULT_MODEL
-#define FUNDUS_DEFAULT_MODEL "unet-drive"  // runtime/bundle.py DEFAULT_MODEL
+#define FUNDUS_DEFAULT_MODEL "unet-multicamera"  // runtime/bundle.py DEFAULT_MODEL
 #endif
 
 namespace fundus {
@@ -101,7 +101,7 @@ std::string usageText(const std::string& program) {
            "  -h, --help           this help\n\n"
            "examples:\n  "
         << program << " photo.jpg more_photos/ -o out            # the default bundle\n  " << program
-        << " photos/ -o out --model unet-drive-chase --quality refuse\n  " << program
+        << " photos/ -o out --model unet-drive --quality refuse\n  " << program
         << " --self-test -o selftest                   # every backend here vs the stored reference\n\n"
            "exit status:\n"
            "  0  every image segmented\n"
