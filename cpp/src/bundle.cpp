@@ -108,8 +108,6 @@ public:
         return Status::ok();
     }
 
-    const std::string& source() const { return source_; }
-
 private:
     std::string source_;
 };
@@ -197,9 +195,9 @@ Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bund
 }
 
 // runtime/bundle_schema.py _scale(): the optional section, checked after tiling and before output
+// ("scale": null cannot reach here: cv::FileStorage refuses null, the file is "not valid JSON")
 Status readScale(const Checker& check, const cv::FileNode& scale, ScaleConfig& config) {
     Status s;
-    if (scale.empty()) return bundleError(check.source() + ": scale must be an object (got null)");  // "scale": null
     if (!(s = check.section(scale, "scale"))) return s;
     if (!(s = check.knownKeys(scale, "scale", {"reference_diameter", "tolerance", "factor_range"}))) return s;
     const std::string rule =
