@@ -69,7 +69,9 @@ def test_shipped_bundle_passes_and_says_what_it_could_not_run(cpp_binary: Path, 
     # scale normalisation: the rule decides as the reference did; the resampled plane, run and brought back
     scaled = report["scaled"]
     assert scaled["image"] == "selftest/scaled.png" and scaled["decision_matches"] is True
-    assert scaled["decision"]["method"] == "fov" and 0.6 < scaled["decision"]["factor"] < 0.75
+    decision, reference = scaled["decision"], load_bundle(DEFAULT_BUNDLE).scale.reference_diameter
+    assert decision["method"] == "fov" and decision["factor"] != 1.0
+    assert decision["factor"] == pytest.approx(reference / decision["fov_diameter"], abs=1e-3)
     assert scaled["plane_pixels"] > 0
     assert opencv["scaled_image_max_abs_diff"] <= opencv["tolerance"]["max_abs"]
     assert opencv["scaled_mask_agreement"] >= 0.9999
