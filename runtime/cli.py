@@ -33,8 +33,10 @@ from fundus_vessels.runtime.inference import DEFAULT_BATCH
 from fundus_vessels.runtime.measure.arguments import add_infer_arguments
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
+from fundus_vessels.runtime.pictures import demo_line, write_demo_pictures
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_scale, assess_vessels, rounded
+from fundus_vessels.runtime.results_table import write_results
 from fundus_vessels.runtime.scale import parse_scale
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from tqdm import tqdm
@@ -240,6 +242,8 @@ def run_job(
         entry["dicom"] = dicom.dicom_summary(source) | (dicom.dicom_identifiers(source) if keep_identifiers else {})
     if job.truth is not None:
         entry["demo_scores"] = demo_scores(job, result.mask)
+        truth = (job.truth, result.mask, job.truth_fov, entry["demo_scores"])
+        outputs.update(write_demo_pictures(out_dir, job.stem, image, *truth))
     return entry
 
 
@@ -397,12 +401,20 @@ def main(argv: list[str] | None = None) -> int:
 
         measure_infer_outputs(args, images, failures)
     summary = build_summary(segmenter, args.fov, images, failures, args.quality)
+    return write_run_files(args, summary)
+
+
+def write_run_files(args: argparse.Namespace, summary: dict) -> int:
+    """summary.json, results.csv (and with ``--report`` report.html) into OUTDIR; returns the exit status."""
     try:
         write_json(args.output_dir / "summary.json", summary)
+        write_results(args.output_dir, summary, args.measure)
     except OSError as exc:
         print(f"{PROG}: error: {args.output_dir / 'summary.json'}: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
-        counts = f"{summary['succeeded']} segmented, {summary['refused']} refused, {len(failures)} failed"
+        counts = f"{summary['succeeded']} segmented, {summary['refused']} refused, {summary['failed']} failed"
         print(f"{counts} -> {args.output_dir / 'summary.json'}", file=sys.stderr)
-    return (1 if failures else 0) + (EXIT_REFUSED if summary["refused"] else 0)
+        if "demo" in summary:
+            print(demo_line(summary["demo"], str(args.output_dir / f"{DEMO_STEM}_errors.png")))
+    return (1 if summary["failed"] else 0) + (EXIT_REFUSED if summary["refused"] else 0)

@@ -25,6 +25,7 @@ from fundus_vessels.runtime.bundle import sha256_file
 from fundus_vessels.runtime.cli import UsageError, build_parser, build_summary, collect_jobs, setup
 from fundus_vessels.runtime.extras import run_with_extra
 from fundus_vessels.runtime.imageio import write_json
+from fundus_vessels.runtime.results_table import write_results
 
 PROG = "fundus-batch"
 # options that decide where and how fast the work runs, not what it produces
@@ -140,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         summary = build_summary(segmenter, args.fov, images, failures, args.quality)
         summary["tool"] = PROG
         write_json(args.output_dir / "summary.json", summary)
+        write_results(args.output_dir, summary, args.measure)
         journal.remove()
     if not args.quiet:
         took = time.perf_counter() - start

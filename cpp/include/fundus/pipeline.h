@@ -37,12 +37,11 @@ Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, i
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
                                   const FovSetting& fov, double threshold, int batch = 4);
 
-// Overlay colour and opacity of vessel pixels, as runtime/outputs.py (OVERLAY_RGB, OVERLAY_ALPHA_PERCENT).
-constexpr int kOverlayRgb[3] = {0, 255, 0};
-constexpr int kOverlayAlphaPercent = 65;
+// Outline colour of the overlay, as runtime/pictures.py (OUTLINE_RGB).
+constexpr int kOutlineRgb[3] = {0, 255, 255};
 
 // Output images: prob as round(p * 255) (half to even); overlay = the photograph as 8-bit RGB
-// with vessel pixels blended towards kOverlayRgb.
+// with a one-pixel kOutlineRgb ring just outside every vessel (3x3 dilation minus the vessel).
 cv::Mat probabilityImage(const cv::Mat& probability);
 cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask);
 
