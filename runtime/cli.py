@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="Triton server (triton backend only): [grpc://|http://]host:port[/model]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
     parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
+    parser.add_argument("--report", action="store_true", help="also write OUTDIR/report.html (self-contained)")
     add_infer_arguments(parser)  # --measure, --pixel-size-um, --camera-fov-deg
     parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
     parser.add_argument("--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN")
@@ -409,8 +410,12 @@ def write_run_files(args: argparse.Namespace, summary: dict) -> int:
     try:
         write_json(args.output_dir / "summary.json", summary)
         write_results(args.output_dir, summary, args.measure)
+        if args.report:
+            from fundus_vessels.runtime.report_html import write_report
+
+            write_report(args.output_dir, summary, args.measure)
     except OSError as exc:
-        print(f"{PROG}: error: {args.output_dir / 'summary.json'}: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {args.output_dir}: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
         counts = f"{summary['succeeded']} segmented, {summary['refused']} refused, {summary['failed']} failed"

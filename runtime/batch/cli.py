@@ -29,7 +29,7 @@ from fundus_vessels.runtime.results_table import write_results
 
 PROG = "fundus-batch"
 # options that decide where and how fast the work runs, not what it produces
-RUN_ONLY = {"inputs", "output_dir", "ray_address", "workers", "threads", "quiet", "demo"}
+RUN_ONLY = {"inputs", "output_dir", "ray_address", "workers", "threads", "quiet", "demo", "report"}
 
 
 def batch_parser() -> argparse.ArgumentParser:
@@ -142,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         summary["tool"] = PROG
         write_json(args.output_dir / "summary.json", summary)
         write_results(args.output_dir, summary, args.measure)
+        if args.report:
+            from fundus_vessels.runtime.report_html import write_report
+
+            write_report(args.output_dir, summary, args.measure)
         journal.remove()
     if not args.quiet:
         took = time.perf_counter() - start
