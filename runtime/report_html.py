@@ -221,7 +221,7 @@ function panel(it){
  const img=it.t?(it.o?'<a href="'+esc(encodeURI(it.o))+'">':'')+'<img alt="photograph | overlay | probability" src="'+
    it.t+'">'+(it.o?'</a>':''):'';
  return '<div class="panel '+esc(it.s)+'">'+img+'<div class="meta"><b>'+esc(it.f)+'</b><br>'+esc(it.s)+
-  (it.r?': '+esc(it.r):'')+(it.v?' &middot; quality '+esc(it.v)+(it.q?' ('+esc(it.q)+')':''):'')+
+  (it.r&&it.s!=='refused'?': '+esc(it.r):'')+(it.v?' &middot; quality '+esc(it.v)+(it.q?' ('+esc(it.q)+')':''):'')+
   (it.vf!==null&&it.vf!==''?' &middot; vessels '+(100*it.vf).toFixed(1)+' % of FOV':'')+
   (it.sec!==null&&it.sec!==''?' &middot; '+fmt(it.sec)+' s':'')+m+'</div></div>';}
 function render(){
