@@ -334,8 +334,8 @@ def bundle_summary(segmenter: Segmenter) -> dict:
 
 def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]]:
     """Everything that must succeed before the first image (else exit status 2)."""
-    if args.watch is not None and (args.inputs or args.demo):
-        raise UsageError("--watch IN takes no INPUT and no --demo")
+    if args.watch is not None and (args.inputs or args.demo or args.report):
+        raise UsageError("--watch IN takes no INPUT, no --demo and no --report (results.csv is kept up to date)")
     if not args.inputs and not args.demo and args.watch is None:
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)

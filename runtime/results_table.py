@@ -9,7 +9,7 @@ be measured (``--measure``) keeps its row, with status ``failed`` and the measur
 Cells: numbers as Python's ``repr`` of the value summary.json holds (shortest text that reads back,
 so C++ and Python write the same text for the same number); measurements with 6 significant
 digits; an empty cell for "not known" (a failed input's vessel fraction, a micrometre column
-without a pixel size). Lines end in ``\\n``; a cell holding a comma, quote or line break is quoted
+without a pixel size). Lines end in ``\\n``; a cell holding a comma, quote or line feed is quoted
 (``csv.QUOTE_MINIMAL``).
 """
 

@@ -59,7 +59,7 @@ std::vector<std::string> entryRow(const Json& entry) {
 }  // namespace
 
 std::string csvCell(const std::string& text) {
-    if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+    if (text.find_first_of(",\"\n") == std::string::npos) return text;  // not CR: Python does not either
     std::string out = "\"";
     for (char c : text) {
         if (c == '"') out += '"';

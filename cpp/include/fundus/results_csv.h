@@ -13,7 +13,7 @@ namespace fundus {
 // runtime/results_table.py BASE_COLUMNS (the C++ runtime has no --measure: no measurement columns).
 extern const std::vector<std::string> kResultsColumns;
 
-// One CSV cell as Python's csv.QUOTE_MINIMAL writes it: quoted when it holds , " CR or LF.
+// One CSV cell as Python's csv writer (QUOTE_MINIMAL, "\n" line ends) writes it: quoted when it holds , " or LF.
 std::string csvCell(const std::string& text);
 // The rows of summary.json's "images" then its "failures", each a cell per kResultsColumns.
 std::vector<std::vector<std::string>> resultsRows(const Json& summary);
