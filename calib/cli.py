@@ -13,25 +13,42 @@ from pathlib import Path
 from fundus_vessels.calib.check import CalibrationError
 from fundus_vessels.calib.quantize import DEFAULT_METHODS, METHODS, TARGET_PRECISION, TARGETS
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
+from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.datasets import DATASETS
 from fundus_vessels.runtime.extras import run_with_extra
 
+PROG = "fundus-calib"
+EXAMPLES = [
+    "fundus-calib --bundle models/NAME --data drive,chase --data-root ../shared/data   # both INT8 files",
+    "fundus-calib report --bundle models/NAME --data-root ../shared/data               # INT8 vs FP32, DRIVE test",
+]
+EXIT_CODES = {
+    0: "written (report: every target met)",
+    1: "report: some target not met",
+    2: "usage, bundle or calibration error (a target failed its accuracy gate), or the 'calib' extra missing",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fundus_vessels.calib", description="Calibrate and add model.int8.onnx."
+    parser = new_parser(
+        PROG,
+        "Calibrate and add model.int8.onnx (TensorRT) and model.int8cpu.onnx (ONNX Runtime CPU).",
+        EXAMPLES,
+        EXIT_CODES,
     )
-    parser.add_argument("--bundle", required=True, type=Path)
+    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder the INT8 files are added to")
     parser.add_argument("--data", default="drive", help="comma list of " + ", ".join(DATASETS))
     parser.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/ and CHASEDB1/")
-    parser.add_argument("--tiles", type=int, default=64, help="calibration tiles (held-out check: a quarter)")
+    parser.add_argument(
+        "--tiles", type=int, default=64, metavar="N", help="calibration tiles (held-out check: a quarter)"
+    )
     parser.add_argument(
         "--method",
         choices=sorted(METHODS),
         default=None,
         help="calibration method (default: " + ", ".join(f"{m} for {t}" for t, m in DEFAULT_METHODS.items()) + ")",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tile draw")
     parser.add_argument(
         "--target",
         choices=[*TARGETS, "both"],
@@ -42,13 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fundus_vessels.calib report", description="INT8 vs FP32 on DRIVE test."
+    parser = new_parser(
+        f"{PROG} report", "INT8 vs FP32 on DRIVE test: scores, mask agreement, speed.", EXAMPLES[1:], EXIT_CODES
     )
-    parser.add_argument("--bundle", required=True, type=Path)
-    parser.add_argument("--data-root", required=True, type=Path)
-    parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both models (0: all cores)")
+    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (writes BUNDLE/int8_report.json)")
+    parser.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/")
+    parser.add_argument("--images", type=int, default=20, metavar="N", help="DRIVE test images to use")
+    parser.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="intra-op threads for both models (0: all cores)"
+    )
     parser.add_argument(
         "--precision",
         choices=sorted(TARGET_PRECISION.values()),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.runtime.bundle import BundleError
+from fundus_vessels.runtime.cli_common import add_output_argument, new_parser, subparser_options
 from fundus_vessels.runtime.extras import run_with_extra
 
 
@@ -82,57 +83,122 @@ def cmd_triton(args: argparse.Namespace) -> int:
     return run_with_extra("fundus-export triton", "triton", run)
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fundus-export", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+EXAMPLES = [
+    "fundus-export onnx --checkpoint runs/x/best.pt -o models/NAME",
+    "fundus-export fp16 --bundle models/NAME",
+    "fundus-export parity --bundle models/NAME --checkpoint runs/x/best.pt --data-root ../shared/data --images 20",
+    "fundus-export build-engine --bundle models/NAME --precision fp16    # on the device",
+    "fundus-export triton --bundle models/NAME -o REPO",
+]
+EXIT_CODES = {
+    0: "done (parity: every backend within tolerance)",
+    1: "parity: some backend outside its tolerance",
+    2: "usage, bundle or export error, or the 'export' / 'triton' extra missing",
+}
+STAGE_EXIT_CODES = {0: "done", 2: "usage, bundle or export error, or a missing extra"}
 
-    p = sub.add_parser("onnx", help="checkpoint → bundle (model.onnx, model.static.onnx, model.json)")
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="bundle folder, e.g. models/unet-drive")
-    p.add_argument("--name", help="bundle name in model.json (default: folder name)")
+
+def add_stage(sub, name: str, help: str, examples: list[str], exit_codes: dict[int, str] = STAGE_EXIT_CODES):
+    """One subcommand that follows the convention (``fundus-export NAME --help`` has its examples)."""
+    return sub.add_parser(
+        name, help=help, **subparser_options(help, [f"fundus-export {name} {e}" for e in examples], exit_codes)
+    )
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = new_parser(
+        "fundus-export", "Build and check model bundles, one stage per subcommand.", EXAMPLES, EXIT_CODES
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="STAGE",
+        help="the stage to run (fundus-export STAGE --help: its options)",
+    )
+
+    p = add_stage(
+        sub,
+        "onnx",
+        "checkpoint → bundle (model.onnx, model.static.onnx, model.json)",
+        ["--checkpoint runs/x/best.pt -o models/NAME"],
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint (best.pt)")
+    add_output_argument(p, "bundle folder, e.g. models/unet-drive", dest="out", metavar="BUNDLE")
+    p.add_argument("--name", help="bundle name in model.json (default: the folder's name)")
     p.add_argument("--no-static", action="store_true", help="skip the fixed-shape OpenCV DNN variant")
     p.set_defaults(func=cmd_onnx)
 
-    p = sub.add_parser("fp16", help="add model.fp16.onnx (FP32 I/O, Softmax in FP32)")
-    p.add_argument("--bundle", required=True, type=Path)
+    p = add_stage(sub, "fp16", "add model.fp16.onnx (FP32 I/O, Softmax in FP32)", ["--bundle models/NAME"])
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder")
     p.set_defaults(func=cmd_fp16)
 
-    p = sub.add_parser("build-engine", help="build/cache a TensorRT engine for this GPU")
-    p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
-    p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MB")
+    p = add_stage(
+        sub, "build-engine", "build/cache a TensorRT engine for this GPU", ["--bundle models/NAME --precision int8"]
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder (the engine is cached in BUNDLE/engines)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
+    p.add_argument("--max-batch", type=int, default=8, metavar="N", help="largest batch of the optimisation profile")
+    p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace in MB")
     p.add_argument("--force", action="store_true", help="rebuild even if the cached engine is current")
     p.set_defaults(func=cmd_build_engine)
 
-    p = sub.add_parser("parity", help="every backend vs PyTorch FP32; writes parity.json")
-    p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p = add_stage(
+        sub,
+        "parity",
+        "every backend vs PyTorch FP32; writes parity.json",
+        ["--bundle models/NAME --checkpoint runs/x/best.pt --data-root ../shared/data --images 20"],
+        {0: "every backend within tolerance", 1: "some backend outside tolerance", 2: "usage or bundle error"},
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder")
+    p.add_argument("--checkpoint", required=True, type=Path, help="the checkpoint the bundle was exported from")
     p.add_argument("--data-root", type=Path, help="folder with DRIVE/ (default: synthetic planes, no labels)")
-    p.add_argument("--images", type=int, default=2, help="DRIVE test images to use")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--images", type=int, default=2, metavar="N", help="DRIVE test images to use")
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="tiles per model call")
     p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("record-metrics", help="copy a train.evaluate metrics.json into model.json")
-    p.add_argument("--bundle", required=True, type=Path)
+    p = add_stage(
+        sub,
+        "record-metrics",
+        "copy a train.evaluate metrics.json into model.json",
+        ["--bundle models/NAME --metrics out/metrics.json --name drive_test"],
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder")
     p.add_argument(
         "--metrics", required=True, type=Path, help="metrics.json written by python -m fundus_vessels.train.evaluate"
     )
     p.add_argument("--name", required=True, help="key under model.json metrics, e.g. drive_test")
-    p.add_argument("--command-line", help="the command that produced the metrics, kept with them")
+    p.add_argument("--command-line", help="the command that produced the metrics, kept with them (default: none)")
     p.set_defaults(func=cmd_record_metrics)
 
-    p = sub.add_parser("selftest-reference", help="ONNX Runtime CPU FP32 outputs the C++ --self-test is held to")
-    p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all)")
+    p = add_stage(
+        sub,
+        "selftest-reference",
+        "ONNX Runtime CPU FP32 outputs the C++ --self-test is held to",
+        ["--bundle models/NAME"],
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder (writes BUNDLE/selftest/)")
+    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: all)")
     p.set_defaults(func=cmd_selftest_reference)
 
-    p = sub.add_parser("triton", help="Triton model repository: onnxruntime_onnx model, tensorrt_plan per engine")
-    p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="model repository folder (models of this bundle replaced)")
-    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size (TensorRT: at most the engine profile's)")
-    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching: longest wait for a fuller batch")
-    p.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    p = add_stage(
+        sub,
+        "triton",
+        "Triton model repository: onnxruntime_onnx model, tensorrt_plan per engine",
+        ["--bundle models/NAME -o REPO --python-model"],
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder")
+    add_output_argument(p, "model repository folder (models of this bundle replaced)", dest="out", metavar="REPO")
+    p.add_argument(
+        "--max-batch", type=int, default=8, metavar="N", help="max_batch_size (TensorRT: at most the engine profile's)"
+    )
+    p.add_argument(
+        "--queue-delay-us",
+        type=int,
+        default=2000,
+        metavar="US",
+        help="dynamic batching: longest wait for a fuller batch",
+    )
+    p.add_argument("--instances", type=int, default=1, metavar="N", help="model instances (instance_group count)")
     p.add_argument("--onnx-kind", choices=("gpu", "cpu"), default="gpu", help="where the ONNX model's instances run")
     p.add_argument("--python-model", action="store_true", help="also <name>_python: ONNX Runtime in the Python backend")
     p.set_defaults(func=cmd_triton)

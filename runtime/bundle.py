@@ -148,9 +148,15 @@ class Bundle:
 
 
 def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
-    """Load and validate a bundle folder (default: the shipped model in ``models/``)."""
-    folder = Path(root) if root is not None else DEFAULT_BUNDLE
+    """Load and validate a bundle: a folder, or the name of a shipped bundle (default: :data:`DEFAULT_MODEL`).
+
+    ``load_bundle("unet-drive-chase")`` and ``fundus-infer --model unet-drive-chase`` (Python or C++) read
+    the same bundle; a folder of that name in the working directory comes first, as there.
+    """
+    folder = bundle_path(root) if root is not None else DEFAULT_BUNDLE
     meta_path = folder / MODEL_JSON
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: bundle folder not found (shipped bundles: {', '.join(shipped_names())})")
     if not meta_path.is_file():
         raise BundleError(f"{folder}: not a model bundle ({MODEL_JSON} missing)")
     try:

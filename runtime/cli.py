@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
-from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, bundle_path, sha256_file
+from fundus_vessels.runtime.bundle import (
+    DEFAULT_BUNDLE,
+    DEFAULT_MODEL,
+    BundleError,
+    bundle_path,
+    sha256_file,
+    shipped_names,
+)
+from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
 from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.imageio import (
     ImageReadError,
@@ -86,15 +94,41 @@ def positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Segment retinal vessels in fundus photographs.")
+EXAMPLES = [
+    "fundus-infer --demo -o out/demo                      # a synthetic photograph, scored against its drawn vessels",
+    "fundus-infer photo.jpg more_photos/ -o out           # the default bundle",
+    "fundus-infer photos/ -o out --model unet-drive-chase --quality refuse",
+    "fundus-infer --watch /clinic/export -o out --save mask,dicom-seg",
+    "fundus-infer --self-test -o selftest                 # every backend here vs ONNX Runtime CPU FP32",
+]
+EXIT_CODES = {
+    0: "every image segmented",
+    1: "some image failed (named on stderr and in summary.json; the batch goes on)",
+    2: "usage, bundle or output-folder error (nothing ran), or a missing extra",
+    4: "--quality refuse refused some image (5: refused and failed)",
+}
+
+
+def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that decide what a segmentation run reads and writes (fundus-infer and fundus-batch)."""
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders of images")
-    parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR")
+    add_output_argument(parser, "output folder: <stem>_mask.png, _prob.png, _overlay.png, summary.json")
     parser.add_argument(
-        "--model", type=bundle_path, default=DEFAULT_BUNDLE, metavar="BUNDLE", help="bundle folder or shipped name"
+        "--model",
+        type=bundle_path,
+        default=DEFAULT_BUNDLE,  # the shipped one, whatever folders the working directory holds
+        metavar="BUNDLE",
+        help=f"bundle folder, or the name of a shipped bundle ({', '.join(shipped_names())}; default: {DEFAULT_MODEL})",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: a TensorRT engine built for this GPU if there is one, else ONNX Runtime",
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="which model file of the bundle runs (fp16 is for GPUs)"
+    )
     parser.add_argument(
         "--fov",
         default="auto",
@@ -109,26 +143,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="resample so the FOV diameter matches the model's reference (auto), not at all (none), "
         "or by a fixed factor; outputs keep the input's size",
     )
-    parser.add_argument("--threshold", type=probability, help="vessel if probability >= T (default: model.json)")
+    parser.add_argument(
+        "--threshold", type=probability, metavar="T", help="vessel if probability >= T (default: model.json's)"
+    )
     parser.add_argument(
         "--quality",
         choices=QUALITY_MODES,
         default="flag",
         help="image quality gate: flag (segment, record the verdict), refuse (no vessel map for a rejected image), off",
     )
-    parser.add_argument("--save", default=",".join(SAVE_KINDS), help="comma-separated: mask,prob,overlay,dicom-seg")
-    parser.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, help="tiles per model call")
-    parser.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
-    parser.add_argument("--checkpoint", type=Path, help="training checkpoint (torch backend only)")
-    parser.add_argument("--url", help="Triton server (triton backend only): [grpc://|http://]host:port[/model]")
+    parser.add_argument(
+        "--save",
+        default=",".join(SAVE_KINDS),
+        metavar="LIST",
+        help="comma-separated outputs: mask, prob, overlay, dicom-seg",
+    )
+    parser.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N", help="tiles per model call")
+    parser.add_argument(
+        "--threads", type=positive_int, metavar="N", help="inference threads (default: the library's, all cores)"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="FILE", help="training checkpoint (torch backend only; default: none)"
+    )
+    parser.add_argument(
+        "--url", help="Triton server, [grpc://|http://]host:port[/model] (triton backend only; default: none)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
-    parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
-    parser.add_argument("--report", action="store_true", help="also write OUTDIR/report.html (self-contained)")
+    parser.add_argument("--report", action="store_true", help="also write OUTDIR/report.html, self-contained")
     add_infer_arguments(parser)  # --measure, --pixel-size-um, --camera-fov-deg
     parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
-    parser.add_argument("--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = new_parser(PROG, "Segment retinal vessels in fundus photographs.", EXAMPLES, EXIT_CODES)
+    add_segment_arguments(parser)
+    parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
+    parser.add_argument(
+        "--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN (default: off)"
+    )
     parser.add_argument("--watch-poll", action="store_true", help="--watch by polling (network shares)")
-    parser.add_argument("--settle", type=float, default=2.0, help="--watch: seconds a file must stay unchanged")
+    parser.add_argument(
+        "--settle", type=float, default=2.0, metavar="SECONDS", help="--watch: seconds a file must stay unchanged"
+    )
     parser.add_argument(
         "--self-test",
         action="store_true",

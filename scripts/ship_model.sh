@@ -7,6 +7,7 @@ RUN=${1:-runs/shipped}
 BUNDLE=${2:-models/unet-drive-chase}
 DATA_ROOT=${FUNDUS_DATA_ROOT:-../shared/data}
 CKPT=$RUN/best.pt
+CALIB_DATA=${CALIB_DATA:-drive,chase}  # the datasets INT8 calibration draws its tiles from (the run's own)
 
 # 1. the finished model on the official DRIVE test split (PyTorch reference)
 python -m fundus_vessels.train.evaluate --checkpoint "$CKPT" --data drive --split test --data-root "$DATA_ROOT" --out "$RUN/test"
@@ -16,9 +17,9 @@ python -m fundus_vessels.export fp16 --bundle "$BUNDLE"
 python -m fundus_vessels.export record-metrics --bundle "$BUNDLE" --metrics "$RUN/test/metrics.json" --name drive_test \
   --command-line "python -m fundus_vessels.train.evaluate --checkpoint $CKPT --data drive --split test --out $RUN/test"
 # 3. INT8 calibrated on training tiles (TensorRT and CPU flavours), and its report on DRIVE test
-python -m fundus_vessels.calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target cpu
+python -m fundus_vessels.calib --bundle "$BUNDLE" --data "$CALIB_DATA" --data-root "$DATA_ROOT" --target cpu
 # percentile: on the fine-tuned model entropy calibration gave 99.49 % held-out agreement (gate 99.5 %), percentile 99.55 %
-python -m fundus_vessels.calib --bundle "$BUNDLE" --data drive,chase --data-root "$DATA_ROOT" --target tensorrt --tiles 256 --method percentile
+python -m fundus_vessels.calib --bundle "$BUNDLE" --data "$CALIB_DATA" --data-root "$DATA_ROOT" --target tensorrt --tiles 256 --method percentile
 python -m fundus_vessels.calib report --bundle "$BUNDLE" --data-root "$DATA_ROOT" \
   || echo "note: the INT8 report missed a target (see $BUNDLE/int8_report.json)"
 # 4. parity of every backend against PyTorch on the 20 DRIVE test images

@@ -314,4 +314,4 @@ def test_usage_errors_exit_2(built, tmp_path: Path) -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
     help_text = run_cpp(binary, "--help")
-    assert help_text.returncode == 0 and "--backend" in help_text.stdout and "Exit status" in help_text.stdout
+    assert help_text.returncode == 0 and "--backend" in help_text.stdout and "exit status:" in help_text.stdout

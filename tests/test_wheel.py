@@ -95,7 +95,7 @@ def test_wheel_api_imports_and_user_files_shadow_nothing(installed: tuple[Path, 
 def test_wheel_commands_of_missing_extras_say_which_extra(installed: tuple[Path, Path]) -> None:
     bin_dir, user = installed
     for command, extra in (("fundus-train", "train"), ("fundus-export", "export")):
-        args = ["--help"] if command == "fundus-train" else ["fp16", "--bundle", str(user)]
+        args = ["-o", str(user / "run")] if command == "fundus-train" else ["fp16", "--bundle", str(user)]
         out = run([str(bin_dir / command), *args], cwd=user, env=clean_env(bin_dir))
         assert out.returncode == 2, (command, out.stdout[-500:], out.stderr[-1500:])
         assert f"pip install 'fundus-vessels[{extra}]'" in out.stderr, out.stderr[-1500:]

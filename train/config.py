@@ -6,54 +6,64 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 
 class ConfigError(ValueError):
     """An unknown key or a bad value in a training configuration."""
 
 
+def setting(default: object, help: str) -> object:
+    """A :class:`TrainConfig` field with its description (``fundus-train --help`` shows it)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    """Every training setting; saved with each run as ``config.yaml``."""
+    """Every training setting; saved with each run as ``config.yaml``. ``FIELD_HELP[name]`` says what one does."""
 
-    preset: str = "improved"
-    model: str = "unet"
-    activation: str = "leaky_relu"
-    width: float = 1.0
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "constant"
-    batch_size: int = 4
-    patch_size: int = 256
-    samples_per_epoch: int = 800
-    epochs: int = 50
-    max_steps: int = 0
-    data: list[str] = field(default_factory=lambda: ["drive"])
-    data_root: str = "../shared/data"
-    val_fraction: float = 0.2
-    val_split: str = "per_dataset"  # "pooled": the earlier rule, for reproducing Table 1 and unet-drive-chase
-    augment: bool = True
-    seed: int = 0
-    channel: str = "gray"
-    clahe_clip: float = 2.0
-    clahe_grid: int = 8
-    tile: int = 256
-    overlap: int = 64
-    scale_reference: float = 0.0  # FOV diameter (px) every photograph is resampled to; 0: native scale; DRIVE: 540
-    threshold: float = 0.5
-    eval_batch: int = 4
-    checkpoint_every: int = 100
-    log_every: int = 10
-    num_workers: int = 0
-    threads: int = 0
-    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and shipped
-    channels_last: bool = True  # NHWC tensors: about 1.5x faster convolutions on this CPU, same results
-    compile: bool = False  # torch.compile the training step (about 1.2x more on this CPU; minutes to warm up)
-    init: str = ""  # a checkpoint whose weights training starts from (fine-tuning); "": random
-    out: str = "runs/train"
+    preset: str = setting("improved", "recipe the other settings start from (PRESETS: improved, unet, fcn, compact)")
+    model: str = setting("unet", "architecture: unet (the paper's U-Net) or fcn (FCN-8s baseline)")
+    activation: str = setting("leaky_relu", "relu or leaky_relu")
+    width: float = setting(1.0, "channel multiplier (1.0: 32…512 channels, 7.85 M parameters; 0.25: 8…128)")
+    optimizer: str = setting("adam", "adam or sgd")
+    lr: float = setting(1e-3, "learning rate")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-4, "L2 weight decay")
+    schedule: str = setting("constant", "learning-rate schedule: constant, or cosine over all steps")
+    batch_size: int = setting(4, "patches per training step")
+    patch_size: int = setting(256, "side of the square training patches in pixels (a multiple of 32)")
+    samples_per_epoch: int = setting(800, "patches drawn per epoch")
+    epochs: int = setting(50, "epochs to train")
+    max_steps: int = setting(0, "stop after this many steps (0: no limit)")
+    data: list[str] = field(
+        default_factory=lambda: ["drive"], metadata={"help": "comma list of datasets: drive, chase, stare, folder:PATH"}
+    )
+    data_root: str = setting("../shared/data", "folder holding DRIVE/, CHASEDB1/, STARE/")
+    val_fraction: float = setting(0.2, "share of the training images held out for validation")
+    val_split: str = setting(
+        "per_dataset",
+        "per_dataset: validation drawn from each dataset; pooled: the earlier rule (Table 1, unet-drive-chase)",
+    )
+    augment: bool = setting(True, "random flips, 90° rotations and brightness/contrast jitter of the patches")
+    seed: int = setting(0, "seed of the validation split, the patches and the weights")
+    channel: str = setting("gray", "input plane: gray (weighted RGB to gray) or green")
+    clahe_clip: float = setting(2.0, "CLAHE clip limit")
+    clahe_grid: int = setting(8, "CLAHE tiles per side")
+    tile: int = setting(256, "tile side of whole-image evaluation and of the exported bundle (a multiple of 32)")
+    overlap: int = setting(64, "overlap of neighbouring tiles in pixels")
+    scale_reference: float = setting(
+        0.0, "FOV diameter (px) every photograph is resampled to; 0: native scale; DRIVE's: 540"
+    )
+    threshold: float = setting(0.5, "vessel probability threshold of the validation scores")
+    eval_batch: int = setting(4, "tiles per model call in evaluation")
+    checkpoint_every: int = setting(100, "write last.pt every N steps")
+    log_every: int = setting(10, "write a log.jsonl line every N steps")
+    num_workers: int = setting(0, "DataLoader worker processes (0: patches drawn in the training process)")
+    threads: int = setting(0, "torch intra-op threads (0: torch's default)")
+    ema: float = setting(0.0, "decay of an exponential moving average of the weights (0: off); validated and shipped")
+    channels_last: bool = setting(True, "NHWC tensors: about 1.5x faster convolutions on a CPU, same results")
+    compile: bool = setting(False, "torch.compile the training step (about 1.2x more on a CPU; minutes to warm up)")
+    init: str = setting("", "a checkpoint whose weights training starts from (fine-tuning); empty: random")
+    out: str = setting("runs/train", "run folder: config.yaml, log.jsonl, last.pt, best.pt, metrics.json, figures")
 
     def validate(self) -> None:
         """Refuse bad values before any training starts."""
@@ -101,6 +111,8 @@ PRESETS: dict[str, dict] = {
 }
 
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+FIELD_HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+FIELD_DEFAULTS = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
 
 
 def _coerce(key: str, value: object) -> object:
@@ -134,6 +146,8 @@ def resolve_config(preset: str, yaml_path: str | None, overrides: dict[str, obje
         path = Path(yaml_path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
+        import yaml  # the train extra; the parser and the config's help need no YAML
+
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of settings")

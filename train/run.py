@@ -35,7 +35,8 @@ from fundus_vessels.train.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from fundus_vessels.train.config import FIELD_TYPES, PRESETS, ConfigError, TrainConfig, resolve_config
+from fundus_vessels.train.cli import get_args_parser
+from fundus_vessels.train.config import FIELD_TYPES, ConfigError, TrainConfig, resolve_config
 from fundus_vessels.train.datasets import DatasetError, PatchSampler, Sample, load_datasets, prepare, split_validation
 from fundus_vessels.train.evaluate import evaluate_samples
 from fundus_vessels.train.figures import plot_loss_curve
@@ -63,19 +64,6 @@ class EpochPatches(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.sampler.sample(self.epoch, index)
         return torch.from_numpy(x), torch.from_numpy(y)
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train a fundus vessel segmentation model.")
-    parser.add_argument("--preset", default="improved", choices=sorted(PRESETS), help="recipe to start from")
-    parser.add_argument("--config", help="YAML file of settings (applied after the preset, before flags)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    for name, kind in FIELD_TYPES.items():
-        if name == "preset":
-            continue
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=f"({kind})")
-    return parser
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -417,7 +405,12 @@ def finish(out: Path, data: Data, cfg: TrainConfig, device: torch.device) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    """``python -m fundus_vessels.train.run`` (torchrun): ``fundus-train``'s flags."""
+    return run_args(get_args_parser().parse_args(argv))
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Train with the settings of a parsed ``fundus-train`` command line; returns the exit status."""
     overrides = {k: v for k, v in vars(args).items() if k in FIELD_TYPES and k != "preset"}
     try:
         cfg = resolve_config(args.preset, args.config, overrides)

@@ -1,5 +1,8 @@
 #include "fundus/bundle.h"
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -14,6 +17,13 @@
 #include "fundus/sha256.h"
 
 #include <sys/stat.h>
+
+#ifndef FUNDUS_SOURCE_MODELS_DIR
+#define FUNDUS_SOURCE_MODELS_DIR "models"
+#endif
+#ifndef FUNDUS_INSTALLED_MODELS_DIR
+#define FUNDUS_INSTALLED_MODELS_DIR "share/fundus-vessels/models"  // relative to the install prefix
+#endif
 
 namespace fundus {
 namespace {
@@ -256,9 +266,54 @@ Result<std::string> Bundle::modelPath(const std::string& precision, bool verify)
     return path;
 }
 
+std::vector<std::string> shippedBundleDirs() {
+    std::vector<std::string> dirs;
+    std::vector<char> exe(4096, '\0');
+    const ssize_t n = ::readlink("/proc/self/exe", exe.data(), exe.size() - 1);
+    if (n > 0) {
+        std::string bin(exe.data(), size_t(n));
+        bin = bin.substr(0, bin.find_last_of('/'));  // PREFIX/bin
+        const auto slash = bin.find_last_of('/');
+        const std::string prefix = slash == std::string::npos || slash == 0 ? "" : bin.substr(0, slash);
+        dirs.push_back(joinPath(prefix.empty() ? "/" : prefix, FUNDUS_INSTALLED_MODELS_DIR));
+    }
+    dirs.push_back(FUNDUS_SOURCE_MODELS_DIR);
+    return dirs;
+}
+
+std::string resolveBundle(const std::string& model) {
+    if (model.empty() || model.find('/') != std::string::npos || isDirectory(model)) return model;
+    for (const std::string& dir : shippedBundleDirs()) {
+        const std::string folder = joinPath(dir, model);
+        if (isFile(joinPath(folder, kModelJson))) return folder;
+    }
+    return model;
+}
+
+std::vector<std::string> shippedBundleNames() {
+    std::vector<std::string> names;
+    for (const std::string& dir : shippedBundleDirs()) {
+        DIR* listing = ::opendir(dir.c_str());
+        if (!listing) continue;
+        while (const dirent* entry = ::readdir(listing)) {
+            const std::string name = entry->d_name;
+            if (name[0] != '.' && isFile(joinPath(joinPath(dir, name), kModelJson))) names.push_back(name);
+        }
+        ::closedir(listing);
+    }
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    return names;
+}
+
 Result<Bundle> loadBundle(const std::string& root) {
     const std::string metaPath = joinPath(root, kModelJson);
-    if (!isDirectory(root)) return bundleError(root + ": bundle folder not found");
+    if (!isDirectory(root)) {
+        std::string shipped;
+        for (const std::string& name : shippedBundleNames()) shipped += (shipped.empty() ? "" : ", ") + name;
+        return bundleError(root + ": bundle folder not found (shipped bundles: " +
+                           (shipped.empty() ? std::string("none found") : shipped) + ")");
+    }
     if (!isFile(metaPath)) return bundleError(root + ": not a model bundle (" + std::string(kModelJson) + " missing)");
 
     std::ifstream in(metaPath, std::ios::binary);

@@ -7,9 +7,10 @@
 #include <sstream>
 
 #include "fundus/backend.h"
+#include "fundus/bundle.h"
 
-#ifndef FUNDUS_DEFAULT_MODEL_DIR
-#define FUNDUS_DEFAULT_MODEL_DIR "models/unet-drive"
+#ifndef FUNDUS_DEFAULT_MODEL
+#define FUNDUS_DEFAULT_MODEL "unet-drive"  // runtime/bundle.py DEFAULT_MODEL
 #endif
 
 namespace fundus {
@@ -37,51 +38,76 @@ bool parsePositiveInt(const std::string& text, int& out) {
 
 }  // namespace
 
+// $FUNDUS_MODEL (a folder or a shipped name), else the shipped default bundle's folder: never a folder
+// of that name in the working directory (runtime/bundle.py DEFAULT_BUNDLE: the same rule).
 std::string defaultModelDir() {
     const char* env = std::getenv("FUNDUS_MODEL");
-    return env && *env ? env : FUNDUS_DEFAULT_MODEL_DIR;
+    if (env && *env) return env;
+    const std::vector<std::string> dirs = shippedBundleDirs();
+    for (const std::string& dir : dirs) {
+        const std::string folder = joinPath(dir, FUNDUS_DEFAULT_MODEL);
+        if (isFile(joinPath(folder, "model.json"))) return folder;
+    }
+    return joinPath(dirs.back(), FUNDUS_DEFAULT_MODEL);  // missing: loadBundle() names this path
 }
 
 std::string usageText(const std::string& program) {
+    std::string shipped;
+    for (const std::string& name : shippedBundleNames()) shipped += (shipped.empty() ? "" : ", ") + name;
     std::ostringstream out;
     out << "usage: " << program
-        << " INPUT... -o OUTDIR [--model BUNDLE_DIR] [--backend auto|opencv|trt]\n"
+        << " INPUT... -o OUTDIR [--model BUNDLE] [--backend auto|opencv|trt]\n"
            "       [--precision fp32|fp16|int8] [--fov auto|none|MASK_FILE] [--threshold T]\n"
            "       [--quality flag|refuse|off]\n"
            "       [--save mask,prob,overlay] [--batch N] [--threads N] [--quiet]\n"
            "       "
         << program
-        << " --self-test -o OUTDIR [--model BUNDLE_DIR] [--threads N]\n\n"
+        << " --self-test -o OUTDIR [--model BUNDLE] [--threads N]\n"
+           "       "
+        << program
+        << " --version [--model BUNDLE]\n\n"
            "Retinal vessel segmentation of fundus photographs (C++ runtime of fundus-infer).\n\n"
            "  INPUT...             image files or folders (PNG, JPEG, TIFF, GIF, BMP, PPM/PGM; 8/16-bit,\n"
            "                       gray, RGB or RGBA; GIF: the first frame, decoded by cpp/src/gif.cpp)\n"
            "  -o, --output OUTDIR  writes <stem>_mask.png, <stem>_prob.png, <stem>_overlay.png and\n"
-           "                       summary.json (all written atomically)\n"
-           "  --model BUNDLE_DIR   model bundle folder with model.json (default: $FUNDUS_MODEL or\n"
-           "                       "
-        << FUNDUS_DEFAULT_MODEL_DIR
+           "                       summary.json (all written atomically; --output-dir, --out: old spellings)\n"
+           "  --model BUNDLE       bundle folder, or the name of a shipped bundle ("
+        << (shipped.empty() ? std::string("none found") : shipped)
+        << ")\n"
+           "                       (default: $FUNDUS_MODEL, else "
+        << FUNDUS_DEFAULT_MODEL
         << ")\n"
            "  --backend NAME       auto (TensorRT engine if present, else OpenCV), opencv, trt\n"
-           "                       (compiled in: "
+           "                       (default: auto; compiled in: "
         << compiledBackends()
         << ")\n"
-           "  --precision P        fp32 (default); fp16/int8 need a TensorRT engine\n"
-           "  --fov MODE           auto: from the photograph (default); none: whole image;\n"
-           "                       or a mask image file (applied to every input); tiles\n"
-           "                       holding no FOV pixel are not run (probability 0)\n"
-           "  --threshold T        vessel probability threshold (default: model.json)\n"
-           "  --quality MODE       image quality gate: flag (default; verdict in summary.json),\n"
-           "                       refuse (no outputs for a rejected image), off\n"
-           "  --save LIST          comma-separated: mask,prob,overlay (default: all three)\n"
+           "  --precision P        fp32, fp16, int8 (default: fp32); fp16/int8 need a TensorRT engine\n"
+           "  --fov MODE           auto: from the photograph; none: whole image; or a mask image file\n"
+           "                       (applied to every input); tiles holding no FOV pixel are not run\n"
+           "                       (probability 0) (default: auto)\n"
+           "  --threshold T        vessel if probability >= T (default: model.json's)\n"
+           "  --quality MODE       image quality gate: flag (verdict in summary.json), refuse (no\n"
+           "                       outputs for a rejected image), off (default: flag)\n"
+           "  --save LIST          comma-separated: mask, prob, overlay (default: mask,prob,overlay)\n"
            "  --batch N            tiles per model call (TensorRT; OpenCV DNN runs one at a time)\n"
+           "                       (default: 4)\n"
            "  --threads N          CPU threads for OpenCV (default: all)\n"
            "  --quiet              no per-image progress lines\n"
            "  --self-test          no INPUT: every backend/precision this binary runs here vs ONNX\n"
            "                       Runtime CPU FP32 outputs stored in the bundle; writes\n"
            "                       OUTDIR/self-test.json (exit 1 outside tolerance)\n"
-           "  -h, --help           this help;  --version  version\n\n"
-           "Exit status: 0 all images ok, 1 some image failed, 2 usage or bundle error;\n"
-           "plus 4 when --quality refuse refused an image (4 refused only, 5 refused and failed).\n"
+           "  --version            print the version, bundle, ONNX Runtime (none: OpenCV DNN) and\n"
+           "                       OpenCV versions and exit\n"
+           "  -h, --help           this help\n\n"
+           "examples:\n  "
+        << program << " photo.jpg more_photos/ -o out            # the default bundle\n  " << program
+        << " photos/ -o out --model unet-drive-chase --quality refuse\n  " << program
+        << " --self-test -o selftest                   # every backend here vs the stored reference\n\n"
+           "exit status:\n"
+           "  0  every image segmented\n"
+           "  1  some image failed (named on stderr and in summary.json; the batch goes on)\n"
+           "  2  usage, bundle, backend or output-folder error (nothing ran)\n"
+           "  4  --quality refuse refused some image (5: refused and failed)\n\n"
            "Not supported here (Python fundus-infer only): backends ort and torch, --checkpoint, --demo.\n";
     return out.str();
 }
@@ -129,7 +155,7 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
             args.selfTest = true;
         } else if (arg == "--quiet" || arg == "-q") {
             args.quiet = true;
-        } else if (arg == "-o" || arg == "--output" || arg == "--output-dir") {
+        } else if (arg == "-o" || arg == "--output" || arg == "--output-dir" || arg == "--out") {
             status = takeValue(args.outputDir);
         } else if (arg == "--model") {
             status = takeValue(args.model);
@@ -193,6 +219,7 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
         }
         if (!status) return status;
     }
+    args.model = resolveBundle(args.model);
     if (args.showHelp || args.showVersion) return args;
     if (args.selfTest && !args.inputs.empty()) return usageError("--self-test takes no INPUT images");
     if (args.inputs.empty() && !args.selfTest) return usageError("no INPUT images given");

@@ -327,8 +327,12 @@ int main(int argc, char** argv) {
         return kExitOk;
     }
     if (args->showVersion) {
-        std::cout << kProg << " " << FUNDUS_VERSION << " (C++; OpenCV " << CV_VERSION
-                  << "; backends: " << fundus::compiledBackends() << ")\n";
+        // the fields of runtime/cli_common.py version_text(), plus the backends compiled in
+        auto bundle = fundus::loadBundle(args->model);
+        std::cout << kProg << " " << FUNDUS_VERSION << " (C++); bundle "
+                  << (bundle ? bundle->name : args->model + " (not found)")
+                  << "; ONNX Runtime none (OpenCV DNN); OpenCV " << CV_VERSION
+                  << "; backends: " << fundus::compiledBackends() << "\n";
         return kExitOk;
     }
     try {

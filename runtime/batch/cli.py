@@ -22,7 +22,8 @@ import time
 from fundus_vessels.runtime.batch.inputs import InputListError, expand_inputs
 from fundus_vessels.runtime.batch.table import BatchLockedError, Journal, locked, read_rows, write_table
 from fundus_vessels.runtime.bundle import sha256_file
-from fundus_vessels.runtime.cli import UsageError, build_parser, build_summary, collect_jobs, setup
+from fundus_vessels.runtime.cli import UsageError, add_segment_arguments, build_summary, collect_jobs, setup
+from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.extras import run_with_extra
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.results_table import write_results
@@ -32,13 +33,29 @@ PROG = "fundus-batch"
 RUN_ONLY = {"inputs", "output_dir", "ray_address", "workers", "threads", "quiet", "demo", "report"}
 
 
+EXAMPLES = [
+    "fundus-batch ARCHIVE/ -o out                          # a local Ray, one actor per core",
+    "fundus-batch list.csv more.parquet -o out --ray-address HEAD:6379 --workers 16",
+    "fundus-batch ARCHIVE/ -o out --measure                # plus measurements.csv, segments.csv",
+]
+EXIT_CODES = {
+    0: "every image segmented (or verifiably done by an earlier run)",
+    1: "some image failed (a row with its reason in results.parquet; the run goes on)",
+    2: "usage, bundle or output-folder error, OUT locked by another fundus-batch, or the 'ray' extra missing",
+}
+# fundus-infer's options that fundus-batch has no use for, at the values the settings hash has always seen
+INFER_ONLY_DEFAULTS = {"demo": False, "watch": None, "watch_poll": False, "settle": 2.0, "self_test": False}
+
+
 def batch_parser() -> argparse.ArgumentParser:
-    """``fundus-infer``'s parser plus the Ray options."""
-    parser = build_parser()
-    parser.prog = PROG
-    parser.description = "Segment an archive of fundus photographs on Ray Data (resumable)."
+    """``fundus-infer``'s segmentation options (not ``--demo``, ``--watch``, ``--self-test``) plus the Ray options."""
+    parser = new_parser(PROG, "Segment an archive of fundus photographs on Ray Data (resumable).", EXAMPLES, EXIT_CODES)
+    add_segment_arguments(parser)
+    parser.set_defaults(**INFER_ONLY_DEFAULTS)
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
-    parser.add_argument("--workers", type=int, help="actors, one model session each (default: CPUs / threads)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="actors, one model session each (default: CPUs / threads)"
+    )
     return parser
 
 
@@ -120,8 +137,6 @@ def write_measure_tables(out_dir, rows: list[dict]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    if args.demo:
-        raise UsageError("--demo is fundus-infer's; fundus-batch segments files")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.measure and "mask" not in args.save.split(","):

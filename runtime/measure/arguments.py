@@ -6,11 +6,19 @@ import argparse
 
 
 def add_unit_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--pixel-size-um`` or ``--camera-fov-deg`` (micrometre columns; see README, units)."""
+    """``--pixel-size-um`` or ``--camera-fov-deg`` (micrometre columns; docs/measure.md, units)."""
     units = parser.add_mutually_exclusive_group()
-    units.add_argument("--pixel-size-um", type=float, metavar="UM", help="micrometres per pixel (adds *_um columns)")
     units.add_argument(
-        "--camera-fov-deg", type=float, metavar="DEG", help="camera angle of view spanning the FOV (288 µm per degree)"
+        "--pixel-size-um",
+        type=float,
+        metavar="UM",
+        help="micrometres per pixel (adds *_um columns; default: pixels only)",
+    )
+    units.add_argument(
+        "--camera-fov-deg",
+        type=float,
+        metavar="DEG",
+        help="camera angle of view spanning the FOV (288 µm per degree; default: none)",
     )
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
 from fundus_vessels.runtime.imageio import ImageReadError, read_image, write_json
 from fundus_vessels.runtime.measure.analysis import analyse_mask
 from fundus_vessels.runtime.measure.arguments import add_unit_arguments
@@ -24,12 +25,23 @@ PROG = "fundus-measure"
 EXPECTED_ERRORS = (ImageReadError, ValueError, OSError)
 
 
+EXAMPLES = [
+    "fundus-measure out/ -o meas/                       # a fundus-infer folder (Python or C++): FOV as the run had it",
+    "fundus-measure masks/*.png -o meas/ --fov fov.png --pixel-size-um 25",
+]
+EXIT_CODES = {
+    0: "every vessel map measured",
+    1: "some map failed (named on stderr and in summary.json; the batch goes on)",
+    2: "usage or output-folder error",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Measure retinal vessel maps (README: formulas).")
+    parser = new_parser(PROG, "Measure retinal vessel maps (formulas: docs/measure.md).", EXAMPLES, EXIT_CODES)
     parser.add_argument(
         "inputs", nargs="+", metavar="MASK_OR_OUTDIR", help="fundus-infer output folders, masks, folders"
     )
-    parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUT")
+    add_output_argument(parser, "output folder: measurements.csv, segments.csv, summary.json, <stem>_measure.png")
     parser.add_argument(
         "--fov", default="auto", metavar="auto|none|MASK_FILE", help="auto: as fundus-infer had it (bare masks: none)"
     )

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "fundus/status.h"
 
@@ -42,6 +43,16 @@ struct Bundle {
 // Loads BUNDLE/model.json and checks every contract value by runtime/bundle_schema.py's rules, in its
 // order and wording ("<file>: tiling.tile must be ... (got 'x')"); errors have code kBundle.
 Result<Bundle> loadBundle(const std::string& root);
+
+// The folders searched for shipped bundles, in order: ../share/fundus-vessels/models beside the
+// running binary (an installed tree, `cmake --install`), then the source tree's models/ (a build tree).
+std::vector<std::string> shippedBundleDirs();
+// `--model` as runtime/bundle.py's bundle_path() reads it: an existing folder or a path with a '/'
+// as given; otherwise the name of a shipped bundle (unet-drive, ...) found in shippedBundleDirs().
+// An unknown name comes back unchanged, for loadBundle() to refuse by name.
+std::string resolveBundle(const std::string& model);
+// Names of the shipped bundles found (folders holding a model.json), sorted, without duplicates.
+std::vector<std::string> shippedBundleNames();
 
 std::string joinPath(const std::string& folder, const std::string& name);
 bool isFile(const std::string& path);
