@@ -8,7 +8,8 @@ from pathlib import Path
 
 import onnx
 from fundus_vessels.calib.check import DEFAULT_GATE, CalibrationError, Gate, accuracy_gate
-from fundus_vessels.calib.quantize import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION, quantize_int8
+from fundus_vessels.calib.quantize import quantize_int8
+from fundus_vessels.calib.targets import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION
 from fundus_vessels.calib.tensorrt_rules import tensorrt_int8_problems
 from fundus_vessels.calib.tiles import TileSet
 from fundus_vessels.runtime.backends.ort import open_session, session_predictor
@@ -40,7 +41,7 @@ def add_int8(
         calibration: tiles whose activation ranges set the INT8 scales.
         heldout: tiles (from other images) the INT8 model is checked on against FP32.
         method: ``minmax``, ``entropy`` or ``percentile``; ``None``: the target's default
-            (:data:`calib.quantize.DEFAULT_METHODS`).
+            (:data:`calib.targets.DEFAULT_METHODS`).
         provenance: what the tiles are (data, seed, ...), recorded in ``model.json``.
         gate: acceptance limits.
         target: ``tensorrt`` (``model.int8.onnx``, symmetric INT8, precision ``int8``) or ``cpu``

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from fundus_vessels.calib.check import CalibrationError
-from fundus_vessels.calib.quantize import DEFAULT_METHODS, METHODS, TARGET_PRECISION, TARGETS
+from fundus_vessels.calib.targets import DEFAULT_METHODS, METHOD_NAMES, TARGET_PRECISION, TARGETS
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
 from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.datasets import DATASETS
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--method",
-        choices=sorted(METHODS),
+        choices=METHOD_NAMES,
         default=None,
         help="calibration method (default: " + ", ".join(f"{m} for {t}" for t, m in DEFAULT_METHODS.items()) + ")",
     )

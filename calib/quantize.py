@@ -2,7 +2,7 @@
 
 QDQ format (explicit precision: both ONNX Runtime and TensorRT's strongly typed builder read
 the scales from the graph), per-channel symmetric INT8 weights, symmetric INT8 activations
-(TensorRT supports only zero-point 0), entropy calibration by default (``DEFAULT_METHODS``;
+(TensorRT supports only zero-point 0), entropy calibration by default (``calib.targets.DEFAULT_METHODS``;
 the shipped bundles use percentile),
 float biases. The graph's two ends stay float (:func:`fundus_vessels.calib.graphs.tensorrt_float_nodes`;
 TensorRT runs them in FP16/FP32): the first conv, whose 8-bit input symmetric INT8 would halve,
@@ -30,6 +30,7 @@ import onnx
 from fundus_vessels.calib.graphs import narrow_nodes, tensorrt_float_nodes
 from fundus_vessels.calib.onnx_graph import flush_denormals
 from fundus_vessels.calib.onnx_graph import producers as graph_producers
+from fundus_vessels.calib.targets import METHOD_NAMES, TARGETS
 from fundus_vessels.runtime.imageio import write_bytes
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -38,14 +39,7 @@ METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
-TARGETS = ("tensorrt", "cpu")
-# bundle precision key and file name of each target's INT8 model
-TARGET_PRECISION = {"tensorrt": "int8", "cpu": "int8_cpu"}
-TARGET_FILES = {"tensorrt": "model.int8.onnx", "cpu": "model.int8cpu.onnx"}
-# calibration method of each target when none is given (measured on the shipped model)
-# the shipped bundles' TensorRT files use percentile (scripts/ship_model.sh): on the fine-tuned
-# unet-drive-chase entropy missed the held-out gate (99.49 % < 99.5 %)
-DEFAULT_METHODS = {"tensorrt": "entropy", "cpu": "minmax"}
+assert sorted(METHODS) == list(METHOD_NAMES)
 # why the TensorRT file keeps its float nodes (recorded in model.json)
 TENSORRT_FLOAT_REASONS = {
     "input_conv": "reads the 8-bit input plane in [-1, 1]: symmetric INT8 (step 1/127) halves its 255 levels",

@@ -44,7 +44,7 @@ PRECISION_FILES = {
     "int8": "model.int8.onnx",
     "int8_cpu": "model.int8cpu.onnx",
 }
-DEFAULT_MODEL = "unet-drive"
+DEFAULT_MODEL = "unet-multicamera"
 
 
 def shipped_bundle(name: str = DEFAULT_MODEL) -> Path:
@@ -150,7 +150,7 @@ class Bundle:
 def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
     """Load and validate a bundle: a folder, or the name of a shipped bundle (default: :data:`DEFAULT_MODEL`).
 
-    ``load_bundle("unet-drive-chase")`` and ``fundus-infer --model unet-drive-chase`` (Python or C++) read
+    ``load_bundle("unet-drive")`` and ``fundus-infer --model unet-drive`` (Python or C++) read
     the same bundle; a folder of that name in the working directory comes first, as there.
     """
     folder = bundle_path(root) if root is not None else DEFAULT_BUNDLE
@@ -173,7 +173,7 @@ def shipped_names() -> list[str]:
 
 
 def bundle_path(value: str | os.PathLike) -> Path:
-    """``--model``: a bundle folder, or the name of a shipped bundle (``unet-drive``, ``unet-drive-chase``)."""
+    """``--model``: a bundle folder, or the name of a shipped bundle (``unet-multicamera``, ``unet-drive``)."""
     path = Path(value)
     if path.exists() or len(path.parts) != 1:
         return path

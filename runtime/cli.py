@@ -28,6 +28,7 @@ from fundus_vessels.runtime.bundle import (
     shipped_names,
 )
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
+from fundus_vessels.runtime.extras import missing_extra
 from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.imageio import (
     ImageReadError,
@@ -41,7 +42,7 @@ from fundus_vessels.runtime.inference import DEFAULT_BATCH
 from fundus_vessels.runtime.measure.arguments import add_infer_arguments
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
-from fundus_vessels.runtime.pictures import demo_line, write_demo_pictures
+from fundus_vessels.runtime.pictures import write_demo_pictures
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_scale, assess_vessels, rounded
 from fundus_vessels.runtime.results_table import write_results
@@ -97,7 +98,7 @@ def positive_int(text: str) -> int:
 EXAMPLES = [
     "fundus-infer --demo -o out/demo                      # a synthetic photograph, scored against its drawn vessels",
     "fundus-infer photo.jpg more_photos/ -o out           # the default bundle",
-    "fundus-infer photos/ -o out --model unet-drive-chase --quality refuse",
+    "fundus-infer photos/ -o out --model unet-drive --quality refuse",
     "fundus-infer --watch /clinic/export -o out --save mask,dicom-seg",
     "fundus-infer --self-test -o selftest                 # every backend here vs ONNX Runtime CPU FP32",
 ]
@@ -347,7 +348,18 @@ def segment_job(
     elif not quiet:
         verdict = f", quality {entry['quality']['verdict']}" if "quality" in entry else ""
         tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s{verdict}")
+        if "demo_scores" in entry:
+            tqdm.write(demo_line(entry["demo_scores"]))
     return entry, None
+
+
+def demo_line(scores: dict[str, float]) -> str:
+    """The demo's score on the console: F1 (and MIoU) of its mask against the vessel tree it was drawn with."""
+    return (
+        f"demo score: F1 {scores['f1']:.3f}, MIoU {scores['miou']:.3f} against the drawn vessel tree "
+        f"(inside the FOV; summary.json 'demo' has all scores); errors drawn in {DEMO_STEM}_errors.png "
+        "(magenta: false positive, blue: missed)"
+    )
 
 
 def build_summary(
@@ -396,6 +408,10 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)
     fov = parse_fov(args.fov)
+    if args.measure and (hint := missing_extra("measure")):
+        raise UsageError(f"--measure {hint}")
+    if "dicom-seg" in kinds and (hint := missing_extra("clinic", ("pydicom", "highdicom"))):
+        raise UsageError(f"--save dicom-seg {hint}")
     prepare_output_dir(args.output_dir)
     try:
         segmenter = Segmenter(
@@ -453,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             failures.append(failure)
 
-    if args.measure:  # loads scikit-image and skan only when asked
+    if args.measure:  # loads scikit-image and skan (the 'measure' extra) only when asked
         from fundus_vessels.runtime.measure.infer import measure_infer_outputs
 
         measure_infer_outputs(args, images, failures)
@@ -476,6 +492,4 @@ def write_run_files(args: argparse.Namespace, summary: dict) -> int:
     if not args.quiet:
         counts = f"{summary['succeeded']} segmented, {summary['refused']} refused, {summary['failed']} failed"
         print(f"{counts} -> {args.output_dir / 'summary.json'}", file=sys.stderr)
-        if "demo" in summary:
-            print(demo_line(summary["demo"], str(args.output_dir / f"{DEMO_STEM}_errors.png")))
     return (1 if summary["failed"] else 0) + (EXIT_REFUSED if summary["refused"] else 0)

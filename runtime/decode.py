@@ -11,6 +11,11 @@ ours. The C++ reader (cpp/src/imageio.cpp) applies the same rule with the same m
 - ``not a readable image (...)``: no decoder recognised the bytes.
 
 GIF goes through Pillow (OpenCV has no GIF decoder), with Pillow's warnings turned into errors.
+
+A PNG whose chunks are cut short or damaged is refused from the file's own structure
+(:mod:`fundus_vessels.runtime.png_chunks`) before OpenCV sees it: what libpng prints for it depends
+on the OpenCV build (4.x prints "PNG input buffer is incomplete", 5.x may print nothing and return
+no image), the chunk walk does not.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 import simplejpeg
+from fundus_vessels.runtime.png_chunks import png_refusal
 from PIL import Image
 
 # a diagnostic holding one of these means the data ended early (same list in cpp/src/diagnostics.cpp)
@@ -95,6 +101,9 @@ def decode_image(data: bytes) -> np.ndarray:
         return _decode_gif(data)
     if is_jpeg(data):
         return _decode_jpeg(data)
+    refused = png_refusal(data)
+    if refused is not None:
+        raise ImageDecodeError(refused)
     image, failure = None, "OpenCV could not decode it"
     logging = cv2.utils.logging
     level = logging.getLogLevel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 EXTRA_MODULES: dict[str, frozenset[str]] = {
     "train": frozenset({"torch", "yaml", "matplotlib"}),
     "calib": frozenset({"onnx"}),
+    "measure": frozenset({"scipy", "skimage", "skan"}),
     "export": frozenset({"torch", "yaml", "matplotlib", "onnx", "onnxslim"}),
     "clinic": frozenset({"pydicom", "highdicom", "watchdog", "pylibjpeg", "libjpeg", "openjpeg"}),
     "triton": frozenset({"tritonclient", "google", "grpc", "geventhttpclient"}),
@@ -19,6 +21,21 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
 def extra_hint(extra: str, module: str) -> str:
     """``needs the 'EXTRA' extra (MODULE is not installed): pip install ...``, to end a one-line message."""
     return f"needs the '{extra}' extra ({module} is not installed): pip install 'fundus-vessels[{extra}]'"
+
+
+def missing_extra(extra: str, modules: tuple[str, ...] | None = None) -> str | None:
+    """:func:`extra_hint` for the first of ``modules`` (default: all of the extra's) not installed, else None.
+
+    Looks the modules up without importing them, so a command can refuse before it starts work.
+    """
+    for module in modules or sorted(EXTRA_MODULES[extra]):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules
+            found = False
+        if not found:
+            return extra_hint(extra, module)
+    return None
 
 
 def run_with_extra(command: str, extra: str, run: Callable[[], int]) -> int:

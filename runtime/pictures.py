@@ -134,12 +134,3 @@ def write_demo_pictures(
     write_image(Path(out_dir) / names["truth"], truth.astype(np.uint8) * 255)
     write_image(Path(out_dir) / names["errors"], error_map_rgb(photo, truth, mask, fov, scores))
     return names
-
-
-def demo_line(scores: dict, errors_file: str) -> str:
-    """The console line of the demo's score against the tree it was drawn with."""
-    return (
-        f"demo: F1 {scores['f1']:.3f}, sensitivity {scores['sensitivity']:.3f}, specificity "
-        f"{scores['specificity']:.3f} against the vessel tree it was drawn with; "
-        f"errors (magenta false positive, blue missed) in {errors_file}"
-    )

@@ -80,7 +80,7 @@ MEASURE_FIGURES = (
     "fractal_dimension_skeleton",
 )
 MEASURE_COLUMNS = tuple(MEASURE_PREFIX + name for name in MEASURE_FIGURES)
-# read from entries written before scale normalisation (and from the C++ runtime, which has none)
+# read from entries written before scale normalisation (older summary.json files, refused images)
 DEFAULT_SCALE = {"factor": 1.0, "method": "none"}
 
 Row = dict[str, object]

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # From a finished training run to the shipped bundle, with every check and figure.
-#   scripts/ship_model.sh runs/shipped models/unet-drive-chase
+#   CALIB_DATA=drive,chase,stare scripts/ship_model.sh runs/multicamera models/unet-multicamera
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/shipped}
-BUNDLE=${2:-models/unet-drive-chase}
+BUNDLE=${2:-models/unet-multicamera}
 DATA_ROOT=${FUNDUS_DATA_ROOT:-../shared/data}
 CKPT=$RUN/best.pt
 CALIB_DATA=${CALIB_DATA:-drive,chase}  # the datasets INT8 calibration draws its tiles from (the run's own)

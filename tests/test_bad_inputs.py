@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.imageio import ImageReadError, read_image
+from fundus_vessels.runtime.png_chunks import png_refusal
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 
@@ -43,6 +44,15 @@ def png_with_bad_idat_crc() -> bytes:
     return bytes(data)
 
 
+def zeroed_tail(data: bytes) -> bytes:
+    """The file's size kept, its second half zeros: a transfer that never finished."""
+    return data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
+
+
+def set_length(data: bytes, at: int, length: int) -> bytes:
+    return data[:at] + length.to_bytes(4, "big") + data[at + 4 :]
+
+
 # name -> (bytes, class of reason)
 CASES = {
     "half.jpg": (lambda: encoded(".jpg")[: len(encoded(".jpg")) // 2], "image file is truncated"),
@@ -50,6 +60,13 @@ CASES = {
     "corrupt-scan-jpg.jpg": (jpeg_with_corrupt_scan, "corrupt image data"),
     "bad-crc.png": (png_with_bad_idat_crc, "corrupt image data"),
     "half-png.png": (lambda: encoded(".png")[: len(encoded(".png")) // 2], "image file is truncated"),
+    # cut early in IDAT OpenCV 5 prints nothing and returns no image; the chunk walk still knows
+    "png-cut-in-idat.png": (lambda: encoded(".png")[:100], "image file is truncated"),
+    "png-no-iend.png": (lambda: encoded(".png")[:-12], "image file is truncated"),
+    "png-cut-in-iend.png": (lambda: encoded(".png")[:-1], "image file is truncated"),
+    "png-zeroed-tail.png": (lambda: zeroed_tail(encoded(".png")), "corrupt image data"),
+    "png-ihdr-length.png": (lambda: set_length(encoded(".png"), 8, 100_000), "corrupt image data"),
+    "png-idat-too-long.png": (lambda: set_length(encoded(".png"), 33, 9_000_000), "corrupt image data"),
     "half-tif.tif": (lambda: encoded(".tif", cv2.IMWRITE_TIFF_COMPRESSION, 5)[:4000], "image file is truncated"),
     "zeros.bmp": (lambda: b"BM" + bytes(60), "corrupt image data"),
     "unknown.png": (lambda: b"\x89PNX" + bytes(60), "not a readable image"),
@@ -127,3 +144,24 @@ def test_jpeg_pixels_match_opencv(data_root: Path) -> None:
     for path in sorted((data_root / "CHASEDB1").glob("Image_0[1-3]L.jpg")):
         reference = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
         assert np.array_equal(read_image(path), reference), path.name
+
+
+def test_png_chunk_walk_classes_as_libpng() -> None:
+    """Classes measured with the C++ binary (libpng 1.6 under OpenCV 4.6) for the same bytes."""
+    whole = encoded(".png")
+    idat = whole.index(b"IDAT") - 4
+    assert png_refusal(whole) is None
+    assert png_refusal(b"\x89PNX" + bytes(60)) is None, "not a PNG: the decoder says so"
+    for cut in (8, 20, 33, 100, len(whole) // 2, len(whole) - 12, len(whole) - 1):
+        assert png_refusal(whole[:cut]).startswith("image file is truncated (PNG: the data ends"), cut
+    corrupt = {
+        "IDAT: CRC error": png_with_bad_idat_crc(),
+        "IHDR: invalid": set_length(whole, 8, 100_000),  # would run past the end, but libpng checks IHDR first
+        "IDAT: chunk data is too large": set_length(whole, idat, 9_000_000),
+        "chunk length out of range": set_length(whole, idat, 3_000_000_000),
+        "invalid chunk type": whole[:idat] + bytes(12) + whole[idat:],
+    }
+    for reason, data in corrupt.items():
+        assert png_refusal(data) == f"corrupt image data (PNG: {reason})", reason
+    assert png_refusal(zeroed_tail(whole)).startswith("corrupt image data (PNG: ")
+    assert png_refusal(set_length(whole, len(whole) - 12, 5)).startswith("image file is truncated"), "IEND length 5"

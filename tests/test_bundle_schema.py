@@ -41,8 +41,27 @@ def _drop(path: str) -> Callable[[dict], None]:
     return edit
 
 
+def _both(*edits: Callable[[dict], None]) -> Callable[[dict], None]:
+    def edit(meta: dict) -> None:
+        for one in edits:
+            one(meta)
+
+    return edit
+
+
 TILE_RULE = "an integer >= 32 and a multiple of 32"
 THRESHOLD_RULE = "a finite number in (0, 1)"
+SCALE = {"reference_diameter": 540.0, "tolerance": 0.05, "factor_range": [0.1, 1.5]}
+REFERENCE_RULE = "a finite number in [0, 4096] (pixels; 0: no scale normalisation)"
+RANGE_RULE = "[low, high] with 0.01 <= low <= 1 <= high <= 4"
+
+
+def _scale(**changes: object) -> Callable[[dict], None]:
+    """model.json gains a ``scale`` section: the test one with ``changes`` (a value None drops the key)."""
+    section = {**SCALE, **changes}
+    return _set("scale", {k: v for k, v in section.items() if v is not None})
+
+
 # (edit of model.json, the message after "<bundle>/model.json: ")
 BROKEN = {
     "no tiling.tile": (_drop("tiling.tile"), f"tiling.tile missing (must be {TILE_RULE})"),
@@ -85,6 +104,43 @@ BROKEN = {
         "files.fp32_static.path must be a relative path inside the bundle (got '../model.onnx')",
     ),
     "no bytes": (_drop("files.fp32.bytes"), "files.fp32.bytes missing (must be an integer >= 0)"),
+    # the optional scale section (runtime/scale.py), checked after tiling and before output
+    "scale a string": (_set("scale", "x"), "scale must be an object (got 'x')"),
+    "scale a list": (_set("scale", [540]), "scale must be an object (got a list)"),
+    "reference -1": (_scale(reference_diameter=-1), f"scale.reference_diameter must be {REFERENCE_RULE} (got -1)"),
+    "reference 5000.5": (
+        _scale(reference_diameter=5000.5),
+        f"scale.reference_diameter must be {REFERENCE_RULE} (got 5000.5)",
+    ),
+    "reference 'big'": (
+        _scale(reference_diameter="big"),
+        f"scale.reference_diameter must be {REFERENCE_RULE} (got 'big')",
+    ),
+    "no reference": (_scale(reference_diameter=None), f"scale.reference_diameter missing (must be {REFERENCE_RULE})"),
+    "tolerance 0.5": (_scale(tolerance=0.5), "scale.tolerance must be a finite number in [0, 0.5) (got 0.5)"),
+    "no tolerance": (_scale(tolerance=None), "scale.tolerance missing (must be a finite number in [0, 0.5))"),
+    "factor_range [1.2, 2]": (_scale(factor_range=[1.2, 2]), f"scale.factor_range must be {RANGE_RULE} (got a list)"),
+    "factor_range [0.5, 5]": (_scale(factor_range=[0.5, 5]), f"scale.factor_range must be {RANGE_RULE} (got a list)"),
+    "factor_range [0.001, 1]": (
+        _scale(factor_range=[0.001, 1]),
+        f"scale.factor_range must be {RANGE_RULE} (got a list)",
+    ),
+    "factor_range one value": (_scale(factor_range=[0.5]), f"scale.factor_range must be {RANGE_RULE} (got a list)"),
+    "factor_range ['a', 2]": (_scale(factor_range=["a", 2]), f"scale.factor_range must be {RANGE_RULE} (got a list)"),
+    "factor_range 'wide'": (_scale(factor_range="wide"), f"scale.factor_range must be {RANGE_RULE} (got 'wide')"),
+    "no factor_range": (_scale(factor_range=None), f"scale.factor_range missing (must be {RANGE_RULE})"),
+    "unknown scale key": (
+        _scale(method="fov"),
+        "scale.method is not a known key (known: reference_diameter, tolerance, factor_range)",
+    ),
+    "scale after tiling": (
+        _both(_scale(tolerance=0.7), _set("tiling.tile", 100)),
+        f"tiling.tile must be {TILE_RULE} (got 100)",
+    ),
+    "scale before output": (
+        _both(_scale(tolerance=0.7), _set("output.vessel_index", 2)),
+        "scale.tolerance must be a finite number in [0, 0.5) (got 0.7)",
+    ),
 }
 
 

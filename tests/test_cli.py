@@ -71,6 +71,13 @@ def test_demo_reports_f1_against_the_drawn_tree(tiny_bundle: Path, tmp_path: Pat
     assert 0.0 <= summary["demo"]["f1"] <= 1.0 and "miou" in summary["demo"]
 
 
+def test_demo_prints_its_score(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--demo", "-o", str(tmp_path / "out"), "--model", str(tiny_bundle)])
+    assert code == 0
+    f1 = json.loads((tmp_path / "out" / "summary.json").read_text())["demo"]["f1"]
+    assert f"demo score: F1 {f1:.3f}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "kind",
     ["small", "gray16", "rgb16", "rgba", "gray", "gif", "tif", "bmp", "jpg"],

@@ -30,7 +30,7 @@ from fundus_vessels.train.config import FIELD_HELP, FIELD_TYPES
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = metadata.version("fundus-vessels")
-OTHER_MODEL = "unet-drive-chase"
+OTHER_MODEL = "unet-drive"
 
 # command -> (entry point, parser factory)
 COMMANDS = {
@@ -201,7 +201,8 @@ def test_cpp_version_and_model_name(cpp_binary: Path, photo: Path, tmp_path: Pat
 def test_cpp_help_follows_the_convention(cpp_binary: Path, tmp_path: Path) -> None:
     text = run_cpp(cpp_binary, "--help", cwd=tmp_path).stdout
     assert "examples:" in text and "exit status:" in text and f"else {DEFAULT_MODEL})" in text
-    for flag in ("--backend", "--precision", "--fov", "--threshold", "--quality", "--save", "--batch", "--threads"):
+    flags = ("--backend", "--precision", "--fov", "--scale", "--threshold", "--quality", "--save", "--batch")
+    for flag in (*flags, "--threads"):
         entry = text[text.index(f"  {flag} ") :].split("\n  -")[0]
         assert "default" in entry, entry
 

@@ -7,7 +7,10 @@ a failed build fails. Parity is measured on a bundle exported from the tiny rand
 - preprocessing (gray/green, CLAHE, normalise) and the automatic FOV are bit-exact;
 - probabilities (OpenCV DNN in C++ vs ONNX Runtime / OpenCV DNN in Python) within 2/255;
 - masks agree on >= 99.9 % of pixels, at a threshold in the middle of the probabilities
-  (the random model's output is a narrow band around 0.39, so 0.5 would compare empty masks).
+  (the random model's output is a narrow band around 0.39, so 0.5 would compare empty masks);
+- with scale normalisation on (model.json ``scale``, ``--scale``), the same factor, method and FOV
+  diameter in summary.json, and the same agreement on photographs of DRIVE, CHASE_DB1 and STARE
+  through the shipped ``unet-drive`` given a 540 px reference.
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO / "build"
 PROB_TOLERANCE = 2 / 255
 MASK_AGREEMENT = 0.999
+# the scale section of the tests (DRIVE's FOV diameter as reference); the shipped default has none yet
+SCALE = {"reference_diameter": 540.0, "tolerance": 0.05, "factor_range": [0.1, 1.5]}
+
+
+def with_scale(bundle: Path, root: Path, scale: dict = SCALE) -> Path:
+    """A copy of ``bundle`` at ``root`` whose model.json holds the ``scale`` section."""
+    shutil.copytree(bundle, root, ignore=shutil.ignore_patterns("engines"))
+    meta = json.loads((root / "model.json").read_text())
+    meta["scale"] = scale
+    (root / "model.json").write_text(json.dumps(meta, indent=2))
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -79,10 +93,10 @@ def synthetic_image(path: Path, height: int, width: int, seed: int = 0, kind: st
     return path
 
 
-def python_probability(bundle: Path, image: Path, backend: str) -> np.ndarray:
+def python_probability(bundle: Path, image: Path, backend: str, scale: str | float = "auto") -> np.ndarray:
     from fundus_vessels.runtime.pipeline import Segmenter
 
-    return Segmenter(bundle, backend=backend).segment(read_image(image), "auto").probability
+    return Segmenter(bundle, backend=backend, scale=scale).segment(read_image(image), "auto").probability
 
 
 def compare_outputs(cpp_out: Path, py_out: Path, stem: str) -> dict[str, float]:
@@ -102,7 +116,9 @@ def compare_outputs(cpp_out: Path, py_out: Path, stem: str) -> dict[str, float]:
 
 
 def assert_parity(binary: Path, bundle: Path, image: Path, tmp: Path, backend: str = "ort", extra=()) -> dict:
-    reference = python_probability(bundle, image, backend)
+    given = dict(zip(extra[::2], extra[1::2], strict=True))
+    scale = given.get("--scale", "auto")
+    reference = python_probability(bundle, image, backend, scale if scale in ("auto", "none") else float(scale))
     inside = fov_from_image(read_image(image))
     threshold = f"{float(np.median(reference[inside])):.7f}"  # half the FOV is vessel: masks are not empty
     cpp_out, py_out, dump = tmp / "cpp", tmp / f"py_{backend}", tmp / "dump"
@@ -124,8 +140,11 @@ def assert_parity(binary: Path, bundle: Path, image: Path, tmp: Path, backend: s
     py_summary = json.loads((py_out / "summary.json").read_text())
     (cpp_entry,), (py_entry,) = cpp_summary["images"], py_summary["images"]
     assert set(py_entry) == set(cpp_entry)
-    for key in ("file", "width", "height", "channels", "bit_depth", "outputs"):
+    for key in ("file", "width", "height", "channels", "bit_depth", "scale", "outputs"):
         assert cpp_entry[key] == py_entry[key], key
+    if "quality" in py_entry:
+        assert cpp_entry["quality"]["measures"]["scale_in_domain"] == py_entry["quality"]["measures"]["scale_in_domain"]
+        assert ("out of domain" in " ".join(cpp_entry["quality"]["reasons"])) == (not py_entry["scale"]["in_domain"])
     assert abs(cpp_entry["vessel_fraction"] - py_entry["vessel_fraction"]) <= 1 - MASK_AGREEMENT
     print(f"parity {image.name} ({backend}): {stats}")
     return stats
@@ -201,6 +220,102 @@ def test_parity_with_python_opencv_backend(built, tmp_path: Path) -> None:
     image = synthetic_image(tmp_path / "synthetic.png", 400, 500, seed=7)
     stats = assert_parity(binary, bundle, image, tmp_path, backend="opencv")
     assert stats["prob_float_max_diff"] < 1e-4, stats  # same model file, same library family
+
+
+@pytest.fixture(scope="session")
+def scaled_bundle_dir(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with the test scale section."""
+    return with_scale(bundle_dir, tmp_path_factory.mktemp("cpp") / "scaled")
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "scale", "method"),
+    [
+        (800, 780, "auto", "fov"),  # FOV ~730 px: shrunk by ~0.74 (INTER_AREA)
+        (360, 340, "auto", "fov"),  # FOV ~320 px: enlarged by ~1.7, out of the model's range (INTER_LINEAR)
+        (584, 565, "auto", "fov"),  # DRIVE's size: within the tolerance, snapped to 1
+        (500, 480, "0.6", "fixed"),
+        (300, 320, "1.3", "fixed"),
+        (500, 480, "none", "none"),
+    ],
+)
+def test_parity_with_scaling(
+    cpp_binary: Path, scaled_bundle_dir: Path, tmp_path: Path, height: int, width: int, scale: str, method: str
+) -> None:
+    """Both runtimes decide the same factor, resample alike and return outputs at the input's size."""
+    image = synthetic_image(tmp_path / "scaled.png", height, width, seed=height + width)
+    stats = assert_parity(cpp_binary, scaled_bundle_dir, image, tmp_path, extra=("--scale", scale))
+    entry = json.loads((tmp_path / "cpp" / "summary.json").read_text())["images"][0]
+    assert entry["scale"]["method"] == method, entry["scale"]
+    print(f"scaled parity {height}x{width} --scale {scale}: {entry['scale']} {stats}")
+
+
+def test_parity_with_scaling_when_no_fov_is_found(cpp_binary: Path, scaled_bundle_dir: Path, tmp_path: Path) -> None:
+    """A frame filled edge to edge: the image-size fallback, out of domain, graded at best usable alike."""
+    crop = make_synthetic_fundus(700, 700, seed=6).image_rgb[150:550, 120:580]
+    image = tmp_path / "crop.png"
+    write_image(image, crop)
+    assert_parity(cpp_binary, scaled_bundle_dir, image, tmp_path)
+    for folder in ("cpp", "py_ort"):
+        entry = json.loads((tmp_path / folder / "summary.json").read_text())["images"][0]
+        assert entry["scale"]["method"] == "image-size" and entry["scale"]["fov_diameter"] == 460.0, folder
+        assert entry["scale"]["note"] == "FOV not found: scaled by image size" and not entry["scale"]["in_domain"]
+        assert entry["quality"]["verdict"] != "good", folder
+
+
+# photographs of the three cameras, through the shipped unet-drive given a 540 px reference
+SCALED_PHOTOGRAPHS = {
+    "DRIVE": "DRIVE/test/images/01_test.tif",  # FOV ~540 px: snapped to 1
+    "CHASE_DB1": "CHASEDB1/Image_07L.jpg",  # 999x960, FOV ~900 px: shrunk by ~0.6
+    "STARE": "STARE/images/im0077.png",  # 700x605, FOV ~650 px: shrunk by ~0.83
+}
+
+
+@pytest.fixture(scope="session")
+def drive_model_scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return with_scale(REPO / "models" / "unet-drive", tmp_path_factory.mktemp("cpp") / "unet-drive-scaled")
+
+
+def model_parity(binary: Path, bundle: Path, image: Path, tmp: Path, extra=()) -> dict:
+    """The model's own threshold: masks of both runtimes (C++ OpenCV DNN, Python ONNX Runtime) compared."""
+    common = [image, "--model", bundle, "--quiet", "--save", "mask", *extra]
+    result = run_cpp(binary, *common, "-o", tmp / "cpp")
+    assert result.returncode == 0, result.stderr
+    assert run_py(*common, "-o", tmp / "py") == 0
+    mask_c = cv2.imread(str(tmp / "cpp" / f"{image.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    mask_p = cv2.imread(str(tmp / "py" / f"{image.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask_c.shape == mask_p.shape == read_image(image).shape[:2]
+    (cpp_entry,) = json.loads((tmp / "cpp" / "summary.json").read_text())["images"]
+    (py_entry,) = json.loads((tmp / "py" / "summary.json").read_text())["images"]
+    assert cpp_entry["scale"] == py_entry["scale"]
+    assert cpp_entry["quality"]["verdict"] == py_entry["quality"]["verdict"]
+    return {
+        "mask_agreement": float((mask_c == mask_p).mean()),
+        "vessel_fraction": py_entry["vessel_fraction"],
+        "scale": py_entry["scale"],
+    }
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("dataset", list(SCALED_PHOTOGRAPHS))
+def test_parity_with_scaling_on_photographs(
+    cpp_binary: Path, drive_model_scaled: Path, data_root: Path, tmp_path: Path, dataset: str
+) -> None:
+    image = data_root / SCALED_PHOTOGRAPHS[dataset]
+    if not image.is_file():
+        pytest.skip(f"{image} not found")
+    stats = model_parity(cpp_binary, drive_model_scaled, image, tmp_path)
+    print(f"{dataset} {image.name} scaled parity: {stats}")
+    assert stats["mask_agreement"] >= MASK_AGREEMENT, stats
+    assert 0.03 < stats["vessel_fraction"] < 0.3, stats  # a real vessel map, not an empty one
+    assert stats["scale"]["method"] == "fov" and stats["scale"]["in_domain"], stats
+    if dataset == "DRIVE":  # DRIVE is the reference: snapped; enlarged on request, bilinearly
+        assert stats["scale"]["factor"] == 1.0
+        enlarged = model_parity(cpp_binary, drive_model_scaled, image, tmp_path / "x1.3", ("--scale", "1.3"))
+        print(f"{dataset} {image.name} --scale 1.3 parity: {enlarged}")
+        assert enlarged["mask_agreement"] >= MASK_AGREEMENT, enlarged
+    else:
+        assert stats["scale"]["factor"] < 0.9, stats
 
 
 @pytest.mark.data
@@ -308,6 +423,8 @@ def test_usage_errors_exit_2(built, tmp_path: Path) -> None:
         ([image, "-o", out, "--model", bundle, "--precision", "fp16"], "fp32 only"),
         ([image, "-o", out, "--model", bundle, "--fov", tmp_path / "no_mask.png"], "--fov"),
         ([image, "-o", out, "--model", bundle, "--backend", "trt"], "trt"),
+        ([image, "-o", out, "--scale", "big"], "--scale must be auto, none or a positive number, got 'big'"),
+        ([image, "-o", out, "--scale", "9"], "--scale factor must be in [0.01, 4], got '9'"),
     ]
     for args, message in cases:
         result = run_cpp(binary, *args)

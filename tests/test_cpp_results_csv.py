@@ -1,7 +1,7 @@
 """The C++ fundus-infer writes Python's results.csv: same columns, same order, same cells.
 
-Both runtimes run the shipped model (C++: OpenCV DNN, Python: its OpenCV backend) with
-``--scale none`` (the C++ runtime does not resample) and ``--quality refuse`` on the same inputs:
+Both runtimes run the shipped model (C++: OpenCV DNN, Python: its OpenCV backend) with their
+default ``--scale auto`` and ``--quality refuse`` on the same inputs:
 two photographs (one with a comma in its name), a black frame the gate refuses, a file that is
 not an image. Every text cell must be equal; vessel fractions within 1e-3 (masks agree on
 >= 99.9 % of pixels, tests/test_cpp_binary.py); seconds differ, both present.
@@ -31,7 +31,7 @@ def test_cpp_results_csv_matches_python(cpp_binary: Path, tmp_path: Path) -> Non
     common = [str(inputs), "--quality", "refuse", "--quiet", "--threads", "1"]
     cpp = subprocess.run([str(cpp_binary), *common, "-o", str(tmp_path / "cpp")], capture_output=True, text=True)
     assert cpp.returncode == 5, cpp.stderr  # a failure (1) and a refusal (4)
-    assert cli.main([*common, "-o", str(tmp_path / "py"), "--backend", "opencv", "--scale", "none"]) == 5
+    assert cli.main([*common, "-o", str(tmp_path / "py"), "--backend", "opencv"]) == 5
 
     cpp_text, py_text = ((tmp_path / d / "results.csv").read_text() for d in ("cpp", "py"))
     assert cpp_text.splitlines()[0] == py_text.splitlines()[0] == ",".join(BASE_COLUMNS)

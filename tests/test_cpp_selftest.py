@@ -40,7 +40,7 @@ def reregister(bundle_dir: Path, edit_reference=None) -> None:
     """Refresh every sha256 of the self-test reference, so it loads whatever was changed in it."""
     path = bundle_dir / "selftest" / "reference.json"
     reference = json.loads(path.read_text())
-    for entry in reference.values():
+    for entry in [*reference.values(), *reference.get("scaled", {}).values()]:
         if isinstance(entry, dict) and "sha256" in entry:
             entry["sha256"] = sha256_file(path.parent / entry["path"])
     if edit_reference is not None:
@@ -66,6 +66,34 @@ def test_shipped_bundle_passes_and_says_what_it_could_not_run(cpp_binary: Path, 
     assert report["preprocess_vs_stored_plane"]["pixels"] == 320 * 320
     lines = done.stdout.splitlines()
     assert any(line.startswith("opencv_fp32") and line.endswith("ok") for line in lines) and lines[-1] == "PASS"
+    # scale normalisation: the rule decides as the reference did; the resampled plane, run and brought back
+    scaled = report["scaled"]
+    assert scaled["image"] == "selftest/scaled.png" and scaled["decision_matches"] is True
+    assert scaled["decision"]["method"] == "fov" and 0.6 < scaled["decision"]["factor"] < 0.75
+    assert scaled["plane_pixels"] > 0
+    assert opencv["scaled_image_max_abs_diff"] <= opencv["tolerance"]["max_abs"]
+    assert opencv["scaled_mask_agreement"] >= 0.9999
+    assert any(line.startswith("scale normalisation of selftest/scaled.png") for line in lines)
+
+
+def test_scaled_reference_off_by_a_little_fails_with_exit_1(
+    cpp_binary: Path, bundle_copy: Path, tmp_path: Path
+) -> None:
+    probability = bundle_copy / "selftest" / "scaled_probability.npy"
+    np.save(probability, np.load(probability) + np.float32(1e-3))
+    reregister(bundle_copy)
+    done, report = self_test(cpp_binary, bundle_copy, tmp_path / "out")
+    assert done.returncode == 1, done.stdout + done.stderr
+    failures = report["results"]["opencv_fp32"]["failures"]  # only the scaled case is off (a few masks flip)
+    assert failures[0].startswith("scaled: max|Δp| 0.001") and failures[0].endswith(" > 0.0001"), failures
+    assert all(failure.startswith("scaled: ") for failure in failures), failures
+
+
+def test_a_scale_decision_unlike_the_reference_fails(cpp_binary: Path, bundle_copy: Path, tmp_path: Path) -> None:
+    reregister(bundle_copy, lambda ref: ref["scaled"]["decision"].update(method="image-size"))
+    done, report = self_test(cpp_binary, bundle_copy, tmp_path / "out")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert report["scaled"]["decision_matches"] is False and "scale rule" in report["errors"]
 
 
 def test_reference_off_by_a_little_fails_with_exit_1(cpp_binary: Path, bundle_copy: Path, tmp_path: Path) -> None:
@@ -115,8 +143,12 @@ def test_shipped_reference_is_what_the_writer_writes_today(bundle_copy: Path) ->
     written = bundle_copy / "selftest"
     assert np.array_equal(read_image(written / "fundus.png"), read_image(shipped / "fundus.png"))
     assert np.array_equal(np.load(written / "plane.npy"), np.load(shipped / "plane.npy"))
-    for name in ("probability.npy", "tiles.npy"):  # ONNX Runtime CPU FP32 here vs when shipped
+    assert np.array_equal(read_image(written / "scaled.png"), read_image(shipped / "scaled.png"))
+    assert np.array_equal(np.load(written / "scaled_plane.npy"), np.load(shipped / "scaled_plane.npy"))
+    for name in ("probability.npy", "tiles.npy", "scaled_probability.npy"):  # ONNX Runtime CPU FP32 here vs shipped
         np.testing.assert_allclose(np.load(written / name), np.load(shipped / name), rtol=0, atol=1e-6)
     reference = json.loads((written / "reference.json").read_text())
     assert reference["model_sha256"] == load_bundle(DEFAULT_BUNDLE).meta["files"]["fp32"]["sha256"]
-    assert reference["tile_origins_xy"] == json.loads((shipped / "reference.json").read_text())["tile_origins_xy"]
+    shipped_reference = json.loads((shipped / "reference.json").read_text())
+    assert reference["tile_origins_xy"] == shipped_reference["tile_origins_xy"]
+    assert reference["scaled"]["decision"] == shipped_reference["scaled"]["decision"]

@@ -22,6 +22,10 @@ BAD = [
     ("--threads", "nan", "--threads must be a positive integer"),
     ("--batch", "0", "--batch must be a positive integer"),
     ("--batch", "inf", "--batch must be a positive integer"),
+    ("--scale", "nan", "factor must be in [0.01, 4]"),
+    ("--scale", "-inf", "factor must be in [0.01, 4]"),
+    ("--scale", "9", "factor must be in [0.01, 4]"),
+    ("--scale", "big", "must be auto, none or a positive number"),
 ]
 
 

@@ -17,7 +17,15 @@ from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.datasets import dataset_files
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import read_image, write_image
-from fundus_vessels.runtime.quality import CHECKS, NOT_FUNDUS, assess_image, assess_vessels, image_measures
+from fundus_vessels.runtime.quality import (
+    CHECKS,
+    NOT_FUNDUS,
+    assess_image,
+    assess_scale,
+    assess_vessels,
+    image_measures,
+)
+from fundus_vessels.runtime.scale import ScaleDecision
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 MEASURE_TOLERANCE = 1e-4  # relative, Python vs C++ (measured: 1.3e-6 on 60 DRIVE + CHASE_DB1 images)
@@ -61,9 +69,8 @@ def non_fundus_scenes() -> dict[str, np.ndarray]:
 def test_synthetic_fundus_is_good(fundus: np.ndarray) -> None:
     quality = assess_image(fundus)
     assert quality.verdict == "good", quality
-    assert set(quality.measures) == {c.measure for c in CHECKS} - {"vessel_fraction", "vessel_connected"} | {
-        "fov_diameter_px"
-    }
+    after_segmentation = {"vessel_fraction", "vessel_connected", "scale_in_domain"}
+    assert set(quality.measures) == {c.measure for c in CHECKS} - after_segmentation | {"fov_diameter_px"}
 
 
 @pytest.mark.parametrize("name", list(non_fundus_scenes()))
@@ -180,6 +187,7 @@ def test_cpp_gives_the_same_verdicts_and_measures(cpp_binary: Path, data_root: P
         python = assess_image(image)
         if not entry.get("refused"):  # grade the C++ vessel map as Python would
             python = assess_vessels(python, read_image(out / entry["outputs"]["mask"]) > 0, fov_from_image(image))
+            python = assess_scale(python, ScaleDecision(**entry["scale"]))  # and its scale, as Python would
         cpp = entry["quality"]
         assert (cpp["verdict"], cpp["reasons"]) == (python.verdict, python.reasons), entry["file"]
         assert list(cpp["measures"]) == list(python.measures)

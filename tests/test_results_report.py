@@ -103,8 +103,8 @@ def test_fundus_infer_results_csv_and_pictures(infer_run: Path) -> None:
 
 def test_demo_score_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["--demo", "-o", str(tmp_path), "--save", "mask", "--threads", "1"]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("demo: F1 "))
-    assert float(line.split()[2].rstrip(",")) > 0.5 and "demo_errors.png" in line
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("demo score: F1 "))
+    assert float(line.split()[3].rstrip(",")) > 0.5 and "demo_errors.png" in line
 
 
 def test_overlay_outlines_and_keeps_vessel_pixels() -> None:

@@ -94,9 +94,32 @@ def test_wheel_api_imports_and_user_files_shadow_nothing(installed: tuple[Path, 
 
 def test_wheel_commands_of_missing_extras_say_which_extra(installed: tuple[Path, Path]) -> None:
     bin_dir, user = installed
-    for command, extra in (("fundus-train", "train"), ("fundus-export", "export")):
-        args = ["-o", str(user / "run")] if command == "fundus-train" else ["fp16", "--bundle", str(user)]
+    (user / "in.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    commands = {
+        ("fundus-train", "-o", "run"): "train",
+        ("fundus-export", "fp16", "--bundle", "."): "export",
+        ("fundus-calib", "--bundle", ".", "--data-root", "."): "calib",
+        ("fundus-measure", ".", "-o", "measured"): "measure",
+        ("fundus-infer", "--demo", "--measure", "-o", "out-measure"): "measure",
+        ("fundus-batch", "in.png", "-o", "out-batch"): "ray",
+    }
+    for (command, *args), extra in commands.items():
         out = run([str(bin_dir / command), *args], cwd=user, env=clean_env(bin_dir))
         assert out.returncode == 2, (command, out.stdout[-500:], out.stderr[-1500:])
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-1500:]
         assert f"pip install 'fundus-vessels[{extra}]'" in out.stderr, out.stderr[-1500:]
         assert "Traceback" not in out.stderr
+
+
+def test_wheel_base_install_is_lean(installed: tuple[Path, Path]) -> None:
+    """The runtime alone: at most 450 MB of site-packages (docs/install.md), no measurement stack."""
+    bin_dir, _ = installed
+    site = Path(
+        run(
+            [str(bin_dir / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=bin_dir
+        ).stdout.strip()
+    )
+    size_mb = sum(f.stat().st_size for f in site.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
+    assert size_mb <= 450, f"base install {size_mb:.0f} MB"
+    for heavy in ("skan", "numba", "scipy", "skimage", "pandas", "matplotlib", "torch", "onnx"):
+        assert not (site / heavy).exists(), heavy

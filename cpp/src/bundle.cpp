@@ -37,6 +37,7 @@ Status bundleError(const std::string& message) {
 // The rules of runtime/bundle_schema.py, in its order and with its wording:
 // "<file>: <dotted.key> must be <rule> (got <value>)" or "<file>: <dotted.key> missing (must be <rule>)".
 constexpr int kTileMultiple = 32;
+constexpr int kMaxReferenceDiameter = 4096;  // px (runtime/bundle_schema.py MAX_REFERENCE_DIAMETER)
 
 // A value as runtime/bundle_schema.py's shown() writes it: strings quoted, floats as Python's repr.
 std::string shown(const cv::FileNode& node) {
@@ -111,6 +112,13 @@ private:
     std::string source_;
 };
 
+bool hasKey(const cv::FileNode& map, const std::string& key) {
+    for (const cv::FileNode& child : map) {
+        if (child.name() == key) return true;
+    }
+    return false;
+}
+
 bool nonEmpty(const std::string& text) {
     return !text.empty();
 }
@@ -184,6 +192,38 @@ Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bund
         tiling["overlap"], "tiling.overlap",
         "an integer with 0 <= overlap < tiling.tile (" + std::to_string(tile) + ")",
         [tile](int o) { return 0 <= o && o < tile; }, bundle.overlap);
+}
+
+// runtime/bundle_schema.py _scale(): the optional section, checked after tiling and before output
+// ("scale": null cannot reach here: cv::FileStorage refuses null, the file is "not valid JSON")
+Status readScale(const Checker& check, const cv::FileNode& scale, ScaleConfig& config) {
+    Status s;
+    if (!(s = check.section(scale, "scale"))) return s;
+    if (!(s = check.knownKeys(scale, "scale", {"reference_diameter", "tolerance", "factor_range"}))) return s;
+    const std::string rule =
+        "a finite number in [0, " + std::to_string(kMaxReferenceDiameter) + "] (pixels; 0: no scale normalisation)";
+    if (!(s = check.number(
+              scale["reference_diameter"], "scale.reference_diameter", rule,
+              [](double v) { return 0 <= v && v <= kMaxReferenceDiameter; }, config.referenceDiameter))) {
+        return s;
+    }
+    if (!(s = check.number(
+              scale["tolerance"], "scale.tolerance", "a finite number in [0, 0.5)",
+              [](double v) { return 0 <= v && v < 0.5; }, config.tolerance))) {
+        return s;
+    }
+    const cv::FileNode limits = scale["factor_range"];
+    auto number = [](const cv::FileNode& node, double& out) {
+        out = node.isInt() ? double(int(node)) : node.isReal() ? node.real() : NAN;
+        return std::isfinite(out);
+    };
+    double low = NAN, high = NAN;
+    const bool ok = limits.isSeq() && limits.size() == 2 && number(limits[0], low) && number(limits[1], high) &&
+                    0.01 <= low && low <= 1 && 1 <= high && high <= 4;
+    if (!ok) return check.fail("scale.factor_range", "[low, high] with 0.01 <= low <= 1 <= high <= 4", limits);
+    config.factorLow = low;
+    config.factorHigh = high;
+    return Status::ok();
 }
 
 Status readOutput(const Checker& check, const cv::FileNode& output, Bundle& bundle) {
@@ -348,7 +388,9 @@ Result<Bundle> loadBundle(const std::string& root) {
         format);
     if (!s || !(s = readInput(check, top["input"], bundle)) ||
         !(s = readPreprocess(check, top["preprocess"], bundle.preprocess)) ||
-        !(s = readTiling(check, top["tiling"], bundle)) || !(s = readOutput(check, top["output"], bundle)) ||
+        !(s = readTiling(check, top["tiling"], bundle)) ||
+        (hasKey(top, "scale") && !(s = readScale(check, top["scale"], bundle.scale))) ||
+        !(s = readOutput(check, top["output"], bundle)) ||
         !(s = check.number(
               top["threshold"], "threshold", "a finite number in (0, 1)", [](double t) { return 0 < t && t < 1; },
               bundle.threshold)) ||

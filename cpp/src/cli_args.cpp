@@ -10,7 +10,7 @@
 #include "fundus/bundle.h"
 
 #ifndef FUNDUS_DEFAULT_MODEL
-#define FUNDUS_DEFAULT_MODEL "unet-drive"  // runtime/bundle.py DEFAULT_MODEL
+#define FUNDUS_DEFAULT_MODEL "unet-multicamera"  // runtime/bundle.py DEFAULT_MODEL
 #endif
 
 namespace fundus {
@@ -57,8 +57,9 @@ std::string usageText(const std::string& program) {
     std::ostringstream out;
     out << "usage: " << program
         << " INPUT... -o OUTDIR [--model BUNDLE] [--backend auto|opencv|trt]\n"
-           "       [--precision fp32|fp16|int8] [--fov auto|none|MASK_FILE] [--threshold T]\n"
-           "       [--quality flag|refuse|off]\n"
+           "       [--precision fp32|fp16|int8] [--fov auto|none|MASK_FILE] [--scale auto|none|FACTOR]\n"
+           "       [--threshold T]"
+           " [--quality flag|refuse|off]\n"
            "       [--save mask,prob,overlay] [--batch N] [--threads N] [--quiet]\n"
            "       "
         << program
@@ -85,6 +86,9 @@ std::string usageText(const std::string& program) {
            "  --fov MODE           auto: from the photograph; none: whole image; or a mask image file\n"
            "                       (applied to every input); tiles holding no FOV pixel are not run\n"
            "                       (probability 0) (default: auto)\n"
+           "  --scale MODE         auto: resample so the FOV diameter matches model.json's scale\n"
+           "                       reference; none: not at all; or a fixed FACTOR in [0.01, 4];\n"
+           "                       outputs keep the input's size (default: auto)\n"
            "  --threshold T        vessel if probability >= T (default: model.json's)\n"
            "  --quality MODE       image quality gate: flag (verdict in summary.json), refuse (no\n"
            "                       outputs for a rejected image), off (default: flag)\n"
@@ -101,7 +105,7 @@ std::string usageText(const std::string& program) {
            "  -h, --help           this help\n\n"
            "examples:\n  "
         << program << " photo.jpg more_photos/ -o out            # the default bundle\n  " << program
-        << " photos/ -o out --model unet-drive-chase --quality refuse\n  " << program
+        << " photos/ -o out --model unet-drive --quality refuse\n  " << program
         << " --self-test -o selftest                   # every backend here vs the stored reference\n\n"
            "exit status:\n"
            "  0  every image segmented\n"
@@ -172,6 +176,17 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
             }
         } else if (arg == "--fov") {
             status = takeValue(args.fov);
+        } else if (arg == "--scale") {
+            std::string text;
+            status = takeValue(text);
+            if (status) {
+                auto request = parseScale(text);
+                if (request) {
+                    args.scale = *request;
+                } else {
+                    status = request.status();
+                }
+            }
         } else if (arg == "--quality") {
             status = takeValue(args.quality);
             if (status && args.quality != "flag" && args.quality != "refuse" && args.quality != "off") {

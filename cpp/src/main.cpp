@@ -154,7 +154,7 @@ fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args,
             .set("quality", fundus::qualityJson(*quality))
             .set("outputs", fundus::Json::object());
     }
-    auto seg = fundus::segmentImage(*image, bundle, backend, fov, threshold, args.batch);
+    auto seg = fundus::segmentImage(*image, bundle, backend, fov, threshold, args.batch, args.scale);
     if (!seg) return seg.status();
     fundus::Json outputs = fundus::Json::object();
     fundus::Status status = writeOutputs(args, job.stem, *seg, outputs);
@@ -172,10 +172,12 @@ fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args,
         .set("precision", backend.precision())
         .set("seconds", fundus::roundTo(seconds, 4))
         .set("vessel_fraction", fundus::roundTo(seg->vesselFraction, 6))
+        .set("scale", seg->scale.json())
         .set("timings", timings)
         .set("outputs", outputs);
     if (args.quality != "off") {
         fundus::assessVessels(*quality, seg->mask, seg->fov);
+        fundus::assessScale(*quality, seg->scale);
         entry.set("quality", fundus::qualityJson(*quality));
         progress += ", quality " + quality->verdict;
     }

@@ -42,7 +42,7 @@ Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, i
 }
 
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
-                                  const FovSetting& fov, double threshold, int batch) {
+                                  const FovSetting& fov, double threshold, int batch, const ScaleRequest& scale) {
     using Clock = std::chrono::steady_clock;
     auto seconds = [](Clock::time_point a, Clock::time_point b) {
         return std::chrono::duration<double>(b - a).count();
@@ -50,9 +50,6 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
     Segmentation seg;
     seg.imageRgb = imageRgb;
     const auto start = Clock::now();
-    auto input = preprocess(imageRgb, bundle.preprocess);
-    if (!input) return input.status();
-    seg.input = *input;
     if (fov.mode == "none") {
         seg.fov = cv::Mat(imageRgb.size(), CV_8UC1, cv::Scalar(1));
     } else if (fov.mode == "file") {
@@ -68,12 +65,17 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
         if (!computed) return computed.status();
         seg.fov = *computed;
     }
+    seg.scale = decideScale(seg.fov, bundle.scale, scale);
+    auto input = preprocess(resampleImage(imageRgb, seg.scale.factor), bundle.preprocess);
+    if (!input) return input.status();
+    seg.input = *input;
+    const cv::Mat modelFov = resampleMask(seg.fov, seg.scale.factor);
 
     const auto prepared = Clock::now();
     // tiles holding no FOV pixel are not run (their probability is 0), as runtime.pipeline
-    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap, batch, seg.fov);
+    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap, batch, modelFov);
     if (!probability) return probability.status();
-    seg.probability = *probability;
+    seg.probability = resampleBack(*probability, imageRgb.size());
     const auto inferred = Clock::now();
 
     seg.mask = cv::Mat::zeros(imageRgb.size(), CV_8UC1);

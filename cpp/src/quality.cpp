@@ -64,6 +64,14 @@ const std::vector<Check>& vesselChecks() {
     return checks;
 }
 
+// the photograph's scale relative to the model's (runtime/scale.py): scale_in_domain is 1 or 0
+const std::vector<Check>& scaleChecks() {
+    static const std::vector<Check> checks = {
+        {"scale_in_domain", true, 0.5, kNone, "out of domain: scale not estimated or outside the model's range"},
+    };
+    return checks;
+}
+
 void grade(Quality& quality, const std::vector<Check>& checks) {
     int worst = 0;
     while (worst < 2 && quality.verdict != kVerdicts[worst]) ++worst;
@@ -429,6 +437,12 @@ void assessVessels(Quality& quality, const cv::Mat& mask, const cv::Mat& fov) {
     add(quality, "vessel_fraction", inside ? double(total) / double(inside) : 0.0);
     add(quality, "vessel_connected", connected);
     grade(quality, vesselChecks());
+}
+
+void assessScale(Quality& quality, const ScaleDecision& scale) {
+    add(quality, "scale_factor", scale.factor);
+    add(quality, "scale_in_domain", scale.inDomain ? 1.0 : 0.0);
+    grade(quality, scaleChecks());
 }
 
 Json qualityJson(const Quality& quality) {

@@ -14,10 +14,12 @@
 
 #include "fundus/backend.h"
 #include "fundus/bundle.h"
+#include "fundus/fov.h"
 #include "fundus/imageio.h"
 #include "fundus/opencv_backend.h"
 #include "fundus/pipeline.h"
 #include "fundus/preprocess.h"
+#include "fundus/scale.h"
 #include "fundus/sha256.h"
 #include "fundus/summary.h"
 #include "fundus/tiling.h"
@@ -33,6 +35,22 @@ constexpr const char* kSelfTestJson = "self-test.json";
 // Limits of one precision, as runtime/agreement.py Tolerance; unset: not checked. Points are x100.
 struct Tolerance {
     std::optional<double> maxAbs, agreement, miouPoints, f1Points;
+};
+
+// reference.json "scaled" (optional; written since scale normalisation): a larger photograph, the
+// scale rule's decision on it, the resampled plane ONNX Runtime ran and its probability brought back.
+struct ScaledReference {
+    bool present = false;
+    std::string imageFile;  // "selftest/scaled.png"
+    cv::Mat imageRgb;
+    cv::Mat fov;  // CV_8U 0/1: the drawn FOV (where probabilities are compared)
+    ScaleConfig config;
+    ScaleDecision decision;  // as recorded (factor exact)
+    cv::Mat plane;           // CV_32F at the decision's factor
+    cv::Mat probability;     // CV_32F, photograph size
+    // this binary's side: its FOV and decision on the photograph, and the tiles' region at the factor
+    ScaleDecision own;
+    cv::Mat region;  // CV_8U 0/1, plane size: the found FOV resampled (tiles outside it are not run)
 };
 
 struct Reference {
@@ -51,6 +69,7 @@ struct Reference {
     double threshold = 0.5;
     double miou = 0.0, f1 = 0.0;
     std::map<std::string, Tolerance> tolerances;
+    ScaledReference scaled;
 };
 
 Status referenceError(const std::string& message) {
@@ -87,6 +106,62 @@ Result<std::string> checkedFile(const cv::FileNode& top, const std::string& key,
         return referenceError(path + ": sha256 does not match " + refPath + " (file changed or corrupted)");
     }
     return path;
+}
+
+Result<cv::Mat> readPlane(const cv::FileNode& entry, const std::string& key, const std::string& refPath,
+                          const cv::Size& size) {
+    auto path = checkedFile(entry, key, refPath);
+    if (!path) return path.status();
+    std::vector<int> shape;
+    auto plane = readNpyFloat32(*path, shape);
+    if (!plane) return plane.status();
+    if (shape != std::vector<int>{size.height, size.width}) {
+        return referenceError(*path + ": shape is not (" + std::to_string(size.height) + ", " +
+                              std::to_string(size.width) + ")");
+    }
+    return *plane;
+}
+
+Result<ScaledReference> loadScaled(const cv::FileNode& top, const std::string& refPath) {
+    ScaledReference scaled;
+    const cv::FileNode node = top["scaled"];
+    if (node.empty()) return scaled;  // a reference written before scale normalisation
+    const cv::FileNode config = node["scale"], decision = node["decision"];
+    const cv::FileNode range = config["factor_range"];
+    if (!node.isMap() || !config.isMap() || !decision.isMap() || !range.isSeq() || range.size() != 2 ||
+        !readDouble(config["reference_diameter"], scaled.config.referenceDiameter) ||
+        !readDouble(config["tolerance"], scaled.config.tolerance) || !readDouble(range[0], scaled.config.factorLow) ||
+        !readDouble(range[1], scaled.config.factorHigh) || !readDouble(decision["factor"], scaled.decision.factor) ||
+        !decision["method"].isString() || !(scaled.decision.factor > 0)) {
+        return referenceError(refPath + ": 'scaled' needs 'scale' {reference_diameter, tolerance, factor_range} " +
+                              "and 'decision' {factor, method}");
+    }
+    scaled.decision.method = std::string(decision["method"]);
+    if (!readDouble(decision["fov_diameter"], scaled.decision.fovDiameter)) scaled.decision.fovDiameter = NAN;
+    auto imagePath = checkedFile(node, "image", refPath);
+    if (!imagePath) return imagePath.status();
+    scaled.imageFile = "selftest/" + baseName(*imagePath);
+    auto image = readImage(*imagePath);
+    if (!image) return image.status();
+    scaled.imageRgb = *image;
+    auto fovPath = checkedFile(node, "fov", refPath);
+    if (!fovPath) return fovPath.status();
+    auto fov = readBinaryMask(*fovPath);
+    if (!fov) return fov.status();
+    if (fov->size() != scaled.imageRgb.size()) return referenceError(*fovPath + ": not the size of the image");
+    scaled.fov = *fov;
+    auto plane = readPlane(node, "plane", refPath, scaledSize(scaled.imageRgb.size(), scaled.decision.factor));
+    if (!plane) return plane.status();
+    scaled.plane = *plane;
+    auto probability = readPlane(node, "probability", refPath, scaled.imageRgb.size());
+    if (!probability) return probability.status();
+    scaled.probability = *probability;
+    auto found = fovFromImage(scaled.imageRgb);
+    if (!found) return found.status();
+    scaled.own = decideScale(*found, scaled.config, ScaleRequest());
+    scaled.region = resampleMask(*found, scaled.decision.factor);
+    scaled.present = true;
+    return scaled;
 }
 
 Result<Reference> loadReference(const Bundle& bundle) {
@@ -190,6 +265,9 @@ Result<Reference> loadReference(const Bundle& bundle) {
         if (readDouble(entry["f1_points"], value)) tol.f1Points = value;
         ref.tolerances[entry.name()] = tol;
     }
+    auto scaled = loadScaled(top, ref.path);
+    if (!scaled) return scaled.status();
+    ref.scaled = *scaled;
     return ref;
 }
 
@@ -250,6 +328,38 @@ Comparison compare(const Reference& ref, const cv::Mat& probability, const std::
     return c;
 }
 
+struct ScaledComparison {
+    bool run = false;
+    double imageMax = 0, imageMean = 0, agreement = 0;
+};
+
+// The scaled photograph: a backend's probability (brought back to the photograph's size) vs the
+// stored one, inside the drawn FOV: |dp| and mask agreement at the reference's threshold.
+ScaledComparison compareScaled(const Reference& ref, const cv::Mat& probability) {
+    const ScaledReference& scaled = ref.scaled;
+    ScaledComparison c;
+    c.run = true;
+    const float t = float(ref.threshold);
+    double sum = 0;
+    long long inside = 0, agree = 0;
+    for (int y = 0; y < probability.rows; ++y) {
+        const float* p = probability.ptr<float>(y);
+        const float* r = scaled.probability.ptr<float>(y);
+        const uchar* fov = scaled.fov.ptr<uchar>(y);
+        for (int x = 0; x < probability.cols; ++x) {
+            if (!fov[x]) continue;
+            const double d = std::fabs(double(p[x]) - double(r[x]));
+            c.imageMax = std::max(c.imageMax, d);
+            sum += d;
+            ++inside;
+            agree += (p[x] >= t) == (r[x] >= t);
+        }
+    }
+    c.imageMean = inside ? sum / double(inside) : 0.0;
+    c.agreement = inside ? double(agree) / double(inside) : 0.0;
+    return c;
+}
+
 std::string format(const char* pattern, double value) {
     char text[64];
     std::snprintf(text, sizeof(text), pattern, value);
@@ -274,6 +384,18 @@ std::vector<std::string> failures(const Comparison& c, double miouDelta, double 
         broken.push_back("F1 Δ " + format("%+.3f", f1Delta) + " points > " + format("%g", *tol.f1Points));
     }
     return broken;
+}
+
+// The scaled photograph's limits: the same max |dp| and agreement, named "scaled".
+void scaledFailures(const ScaledComparison& c, const Tolerance& tol, std::vector<std::string>& broken) {
+    if (!c.run) return;
+    if (tol.maxAbs && !(c.imageMax <= *tol.maxAbs)) {
+        broken.push_back("scaled: max|Δp| " + format("%.3g", c.imageMax) + " > " + format("%g", *tol.maxAbs));
+    }
+    if (tol.agreement && !(c.agreement >= *tol.agreement)) {
+        broken.push_back("scaled: agreement " + format("%.4f", 100 * c.agreement) + "% < " +
+                         format("%g", 100 * *tol.agreement) + "%");
+    }
 }
 
 // Median tiles/s of `repeats` calls on `batch` tiles (cycled from `tiles`), after one warm-up call.
@@ -349,6 +471,7 @@ Json toleranceJson(const Tolerance& tol) {
 struct Outcome {
     std::string name, backend, precision, modelFile;
     Comparison c;
+    ScaledComparison scaled;
     double miouDelta = 0, f1Delta = 0;
     std::vector<std::pair<int, double>> speed;  // batch -> tiles/s
     Tolerance tol;
@@ -373,8 +496,13 @@ struct Outcome {
             .set("miou_delta_points", miouDelta)
             .set("f1", c.f1)
             .set("f1_delta_points", f1Delta)
-            .set("drawn_tile_max_abs_diff", c.tileMax)
-            .set("tiles_per_second", rates)
+            .set("drawn_tile_max_abs_diff", c.tileMax);
+        if (scaled.run) {
+            out.set("scaled_image_max_abs_diff", scaled.imageMax)
+                .set("scaled_image_mean_abs_diff", scaled.imageMean)
+                .set("scaled_mask_agreement", scaled.agreement);
+        }
+        out.set("tiles_per_second", rates)
             .set("tolerance", toleranceJson(tol))
             .set("pass", Json::boolean(pass()))
             .set("failures", broken);
@@ -412,6 +540,13 @@ Result<Outcome> runCandidate(Backend& backend, const std::string& name, const Re
     o.miouDelta = 100.0 * (o.c.miou - ref.miou);
     o.f1Delta = 100.0 * (o.c.f1 - ref.f1);
     o.failures = failures(o.c, o.miouDelta, o.f1Delta, o.tol);
+    if (ref.scaled.present) {  // the stored resampled plane, tiled in the resampled FOV, brought back
+        const ScaledReference& scaled = ref.scaled;
+        auto small = predictPlane(scaled.plane, backend, bundle.tile, bundle.overlap, batch, scaled.region);
+        if (!small) return small.status();
+        o.scaled = compareScaled(ref, resampleBack(*small, scaled.imageRgb.size()));
+        scaledFailures(o.scaled, o.tol, o.failures);
+    }
     for (int b : options.batches) {
         auto rate = tilesPerSecond(backend, tiles, b, options.repeats);
         if (!rate) return rate.status();
@@ -540,6 +675,43 @@ int runSelfTest(const SelfTestOptions& options, const std::string& program) {
 
     std::vector<Outcome> rows;
     Reasons skipped, errors;
+    // scale normalisation: this binary's rule must decide what the reference decided (judged); its
+    // resampled preprocessing vs the stored plane is reported, like the plane above
+    std::string scaledLine;
+    Json scaledJson = Json::object();
+    if (ref->scaled.present) {
+        const ScaledReference& sc = ref->scaled;
+        const bool sameDiameter = std::isnan(sc.own.fovDiameter) ? std::isnan(sc.decision.fovDiameter)
+                                                                 : sc.own.fovDiameter == sc.decision.fovDiameter;
+        const bool matches = sc.own.method == sc.decision.method && sameDiameter &&
+                             std::fabs(sc.own.factor - sc.decision.factor) <= 1e-12;
+        if (!matches) {
+            errors.emplace_back("scale rule", "on " + sc.imageFile + " this binary decided factor " +
+                                                  format("%.6g", sc.own.factor) + " (" + sc.own.method +
+                                                  "), the reference " + format("%.6g", sc.decision.factor) + " (" +
+                                                  sc.decision.method + ")");
+        }
+        auto scaledPlane = preprocess(resampleImage(sc.imageRgb, sc.decision.factor), bundle->preprocess);
+        if (!scaledPlane) return fail(sc.imageFile + ": " + scaledPlane.status().message());
+        cv::Mat diff;
+        cv::absdiff(*scaledPlane, sc.plane, diff);
+        double worst = 0;
+        cv::minMaxLoc(diff, nullptr, &worst);
+        const int differing = cv::countNonZero(diff);
+        scaledLine = "\nscale normalisation of " + sc.imageFile + ": factor " + format("%.4f", sc.own.factor) + " (" +
+                     sc.own.method + ", FOV " + format("%.0f", sc.own.fovDiameter) + " px), " +
+                     (matches ? "as the reference decided" : "NOT as the reference decided") + "; " +
+                     std::to_string(differing) + " of " + std::to_string(diff.total()) +
+                     " resampled plane pixels differ from the stored one (max |Δ| " + format("%.3g", worst) +
+                     "); reported, not judged: the backends above ran the stored plane";
+        scaledJson.set("image", sc.imageFile)
+            .set("decision", sc.own.json())
+            .set("reference_decision", sc.decision.json())
+            .set("decision_matches", Json::boolean(matches))
+            .set("plane_pixels", int(diff.total()))
+            .set("plane_pixels_differing", differing)
+            .set("plane_max_abs_diff", worst);
+    }
     for (const Candidate& candidate : kCandidates) {
         std::string skip;
         auto backend = openCandidate(*bundle, candidate, options.threads, skip);
@@ -594,11 +766,12 @@ int runSelfTest(const SelfTestOptions& options, const std::string& program) {
         .set("reference", reference)
         .set("inputs", inputs)
         .set("preprocess_vs_stored_plane", preprocessJson)
+        .set("scaled", scaledJson)
         .set("results", results)
         .set("skipped", skippedJson)
         .set("errors", errorsJson)
         .set("pass", Json::boolean(pass));
-    printTable(rows, skipped, errors, preprocessLine, options, *ref, pass);
+    printTable(rows, skipped, errors, preprocessLine + scaledLine, options, *ref, pass);
     status = writeJsonAtomic(joinPath(options.outputDir, kSelfTestJson), report);
     if (!status) return fail(status.message());
     return pass ? 0 : 1;

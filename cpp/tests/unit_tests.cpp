@@ -8,11 +8,15 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/imgproc.hpp>
+
 #include "fundus/cli_args.h"
 #include "fundus/diagnostics.h"
 #include "fundus/gif.h"
 #include "fundus/jpeg.h"
+#include "fundus/quality.h"
 #include "fundus/results_csv.h"
+#include "fundus/scale.h"
 #include "fundus/summary.h"
 
 namespace {
@@ -114,6 +118,92 @@ void testJpegRefusesTruncation() {
     CHECK(!header && header.status().message() == "JPEG: Premature end of JPEG file");
 }
 
+// A CV_8U 0/1 mask of `size` holding a filled disc of `diameter` px centred in the frame.
+cv::Mat disc(cv::Size size, int diameter) {
+    cv::Mat mask = cv::Mat::zeros(size, CV_8UC1);
+    cv::circle(mask, {size.width / 2, size.height / 2}, diameter / 2, cv::Scalar(1), cv::FILLED);
+    return mask;
+}
+
+// runtime/scale.py's rule: diameter, factor, snap, fallback, domain, sizes, flag and JSON.
+void testScaleRule() {
+    using fundus::ScaleConfig, fundus::ScaleRequest, fundus::decideScale;
+    const ScaleConfig config{540.0, 0.05, 0.1, 1.5};
+    const ScaleRequest autoScale;
+    // the larger side of the bounding box: a disc clipped at the top and bottom keeps its width
+    cv::Mat clipped = disc({800, 600}, 721);
+    CHECK(fundus::fovDiameter(clipped) == 721.0);
+    auto d = decideScale(clipped, config, autoScale);
+    CHECK(d.method == "fov" && d.factor == 540.0 / 721.0 && d.fovDiameter == 721.0 && d.inDomain && d.note.empty());
+    // within the tolerance of 1: snapped, nothing resampled
+    d = decideScale(disc({600, 600}, 553), config, autoScale);
+    CHECK(d.method == "fov" && d.factor == 1.0 && d.fovDiameter == 553.0 && d.inDomain);
+    // a FOV far smaller than the reference: out of the model's range, said in the note
+    d = decideScale(disc({400, 400}, 301), config, autoScale);
+    CHECK(d.factor == 540.0 / 301.0 && !d.inDomain &&
+          d.note == "scale factor 1.79 outside the model's range [0.1, 1.5]");
+    // not found (every pixel, or nothing): the longer image side, out of domain
+    for (const cv::Mat& none :
+         {cv::Mat(cv::Mat::ones(300, 1000, CV_8UC1)), cv::Mat(cv::Mat::zeros(300, 1000, CV_8UC1))}) {
+        d = decideScale(none, config, autoScale);
+        CHECK(std::isnan(fundus::fovDiameter(none)) && d.method == "image-size" && d.fovDiameter == 1000.0 &&
+              d.factor == 0.54 && !d.inDomain && d.note == "FOV not found: scaled by image size");
+    }
+    // a disc filling the frame touches every border but covers < 97 %: found
+    CHECK(fundus::fovDiameter(disc({401, 401}, 401)) == 401.0);
+    // fixed factors: range-checked, never snapped; none and a bundle without reference: factor 1
+    d = decideScale(clipped, config, {"fixed", 1.02});
+    CHECK(d.method == "fixed" && d.factor == 1.02 && d.inDomain && std::isnan(d.fovDiameter));
+    d = decideScale(clipped, config, {"fixed", 2.0});
+    CHECK(!d.inDomain && d.note == "scale factor 2 outside the model's range [0.1, 1.5]");
+    d = decideScale(clipped, config, {"none", 1.0});
+    CHECK(d.method == "none" && d.factor == 1.0 && d.inDomain && d.note.empty());
+    d = decideScale(clipped, ScaleConfig(), autoScale);
+    CHECK(d.method == "none" && d.factor == 1.0 && d.note == "bundle has no scale reference");
+    // sizes: Python round() (half to even), at least 1 px; images and masks resampled, probability back
+    CHECK(fundus::scaledSize({5, 7}, 0.5) == cv::Size(2, 4));
+    CHECK(fundus::scaledSize({3, 3}, 0.01) == cv::Size(1, 1));
+    const cv::Mat photo(584, 565, CV_8UC3, cv::Scalar(10, 120, 30));
+    const cv::Mat small = fundus::resampleImage(photo, 540.0 / 721.0);
+    CHECK(small.size() == cv::Size(423, 437) && small.type() == CV_8UC3 && small.at<cv::Vec3b>(5, 5)[1] == 120);
+    CHECK(fundus::resampleImage(photo, 1.0).data == photo.data);
+    const cv::Mat big = fundus::resampleMask(disc({100, 80}, 60), 1.5);
+    CHECK(big.size() == cv::Size(150, 120) && big.type() == CV_8UC1 && big.at<std::uint8_t>(60, 75) == 1);
+    const cv::Mat back = fundus::resampleBack(cv::Mat(437, 423, CV_32FC1, cv::Scalar(0.25)), photo.size());
+    CHECK(back.size() == photo.size() && back.at<float>(583, 564) == 0.25f);
+    // --scale: runtime/scale.py parse_scale's rule and words
+    auto fixed = fundus::parseScale("0.25");
+    CHECK(fixed && fixed->mode == "fixed" && fixed->factor == 0.25);
+    CHECK(fundus::parseScale("none") && fundus::parseScale("none")->mode == "none");
+    CHECK(fundus::parseScale("big").status().message() == "--scale must be auto, none or a positive number, got 'big'");
+    for (const char* bad : {"9", "0", "-1", "nan", "inf", "0.001"}) {
+        CHECK(fundus::parseScale(bad).status().message() ==
+              std::string("--scale factor must be in [0.01, 4], got '") + bad + "'");
+    }
+    CHECK(!fundus::parseScale("0x1p-2") && !fundus::parseScale(""));
+    auto args = parse({"a.png", "-o", "out", "--scale", "0.5"});
+    CHECK(args && args->scale.mode == "fixed" && args->scale.factor == 0.5);
+    CHECK(parse({"a.png", "-o", "out"})->scale.mode == "auto");
+    CHECK(!parse({"a.png", "-o", "out", "--scale=4.5"}));
+    // summary.json's entry: rounded like ScaleDecision.to_dict(), fov_diameter null when not measured
+    d = decideScale(clipped, config, autoScale);
+    CHECK(d.json().dump() ==
+          "{\n  \"factor\": 0.749,\n  \"method\": \"fov\",\n  \"fov_diameter\": 721.0,\n  \"in_domain\": true\n}");
+    d = decideScale(clipped, config, {"fixed", 2.0});
+    CHECK(d.json().dump().find("\"fov_diameter\": null,\n  \"in_domain\": false,\n  \"note\": \"scale factor 2") !=
+          std::string::npos);
+    // the quality verdict: out of domain is at best usable, with the reason
+    fundus::Quality quality;
+    fundus::assessScale(quality, d);
+    CHECK(quality.verdict == "usable" && quality.measure("scale_factor") == 2.0 &&
+          quality.measure("scale_in_domain") == 0.0 &&
+          quality.reasons ==
+              std::vector<std::string>({"out of domain: scale not estimated or outside the model's range"}));
+    fundus::Quality fine;
+    fundus::assessScale(fine, decideScale(clipped, config, autoScale));
+    CHECK(fine.verdict == "good" && fine.reasons.empty());
+}
+
 }  // namespace
 
 // results.csv: Python's csv.QUOTE_MINIMAL cells; an entry without "scale" reads 1.0 / none.
@@ -141,6 +231,7 @@ int main() {
     testDiagnostics();
     testGif();
     testJpegRefusesTruncation();
+    testScaleRule();
     std::printf(failures ? "%d unit checks FAILED\n" : "all unit checks passed\n", failures);
     return failures;
 }

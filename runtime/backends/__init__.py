@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 from fundus_vessels.runtime.backends.base import Backend, BackendError
 from fundus_vessels.runtime.bundle import Bundle
+from fundus_vessels.runtime.extras import extra_hint
 
 BACKENDS = ("auto", "ort", "trt", "opencv", "triton", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -90,4 +91,4 @@ def plugin_backend(name: str) -> type:
     try:
         return found[0].load()
     except ModuleNotFoundError as exc:
-        raise BackendError(f"backend {name!r} needs {exc.name}: pip install 'fundus-vessels[train]'") from exc
+        raise BackendError(f"backend {name!r} {extra_hint('train', (exc.name or 'torch').split('.')[0])}") from exc

@@ -20,13 +20,13 @@ from types import ModuleType
 import numpy as np
 from fundus_vessels.runtime.backends.base import BackendError, vessel_channel
 from fundus_vessels.runtime.bundle import MODEL_JSON, Bundle, sha256_file
+from fundus_vessels.runtime.extras import extra_hint
 
 # config.pbtxt "parameters" written by fundus-export triton and checked here
 PARAM_MODEL_SHA = "fundus_model_sha256"
 PARAM_MODEL_JSON_SHA = "fundus_model_json_sha256"
 PARAM_PRECISION = "fundus_precision"
 PROTOCOLS = {"grpc": "tritonclient.grpc", "http": "tritonclient.http"}
-INSTALL_HINT = "pip install 'fundus-vessels[triton]'"
 
 
 def triton_model_name(bundle: Bundle, precision: str = "fp32", engine: bool | None = None) -> str:
@@ -64,7 +64,9 @@ def import_client(protocol: str) -> ModuleType:
     try:
         return importlib.import_module(PROTOCOLS[protocol])
     except ImportError as exc:
-        raise BackendError(f"backend 'triton' needs tritonclient ({exc.name} missing): {INSTALL_HINT}") from exc
+        raise BackendError(
+            f"backend 'triton' {extra_hint('triton', (exc.name or 'tritonclient').split('.')[0])}"
+        ) from exc
 
 
 def served_parameters(config: dict) -> dict[str, str]:

@@ -24,7 +24,7 @@ from fundus_vessels.runtime.batch.table import BatchLockedError, Journal, locked
 from fundus_vessels.runtime.bundle import sha256_file
 from fundus_vessels.runtime.cli import UsageError, add_segment_arguments, build_summary, collect_jobs, setup
 from fundus_vessels.runtime.cli_common import new_parser
-from fundus_vessels.runtime.extras import run_with_extra
+from fundus_vessels.runtime.extras import missing_extra, run_with_extra
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.results_table import write_results
 
@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 2
 
+    hint = missing_extra("ray", ("ray", "pyarrow"))
+    if hint:  # before the output folder is touched; run_with_extra catches what this look-up cannot see
+        print(f"{PROG}: {hint}", file=sys.stderr)
+        return 2
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     return run_with_extra(PROG, "ray", guarded)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
+from fundus_vessels.runtime.extras import missing_extra
 from fundus_vessels.runtime.imageio import ImageReadError, read_image, write_json
-from fundus_vessels.runtime.measure.analysis import analyse_mask
 from fundus_vessels.runtime.measure.arguments import add_unit_arguments
 from fundus_vessels.runtime.measure.outputs import MEASUREMENTS_CSV, SEGMENTS_CSV, json_ready, write_csv, write_picture
 from fundus_vessels.runtime.measure.sources import collect_sources, load
@@ -81,6 +81,8 @@ class Recorder:
         ``pixel_size_um`` overrides the recorder's for this image (a DICOM file's own pixel spacing);
         ``photo``: the photograph the picture is drawn over when the recorder has ``over_photo``.
         """
+        from fundus_vessels.runtime.measure.analysis import analyse_mask  # the 'measure' extra
+
         start = time.perf_counter()
         analysis = analyse_mask(mask, fov, pixel_size_um or self.pixel_size_um, self.camera_fov_deg)
         row = {"image": stem, **context, **analysis.figures}
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    problem = check_output_dir(args.output_dir)
+    problem = missing_extra("measure") or check_output_dir(args.output_dir)
     if problem:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2

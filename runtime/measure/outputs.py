@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from fundus_vessels.runtime.imageio import atomic_output, write_image
-from fundus_vessels.runtime.measure.analysis import Analysis
 from fundus_vessels.runtime.pictures import colour_bar, dimmed
+
+if TYPE_CHECKING:  # analysis needs the 'measure' extra; fundus-measure imports it after checking
+    from fundus_vessels.runtime.measure.analysis import Analysis
 
 MEASUREMENTS_CSV = "measurements.csv"
 SEGMENTS_CSV = "segments.csv"

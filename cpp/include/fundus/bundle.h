@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "fundus/scale.h"
 #include "fundus/status.h"
 
 namespace fundus {
@@ -33,6 +34,7 @@ struct Bundle {
     int vesselIndex = 1;
     double threshold = 0.5;
     int inChannels = 1;
+    ScaleConfig scale;                       // model.json "scale" (optional; absent: no scale normalisation)
     std::map<std::string, ModelFile> files;  // "fp32", "fp32_static", "fp16", "int8", ...
 
     bool has(const std::string& precision) const { return files.count(precision) != 0; }

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "fundus/scale.h"
 #include "fundus/status.h"
 
 namespace fundus {
@@ -15,6 +16,7 @@ struct CliArgs {
     std::string backend = "auto";    // auto | opencv | trt
     std::string precision = "fp32";  // fp32 | fp16 | int8 (opencv: fp32 only)
     std::string fov = "auto";        // auto | none | path to a mask image
+    ScaleRequest scale;              // --scale auto | none | FACTOR (runtime/scale.py parse_scale)
     std::string quality = "flag";    // flag | refuse | off (runtime/quality.py gate)
     bool thresholdSet = false;
     double threshold = 0.5;                                       // used only when thresholdSet

@@ -7,18 +7,20 @@
 
 #include "fundus/backend.h"
 #include "fundus/bundle.h"
+#include "fundus/scale.h"
 #include "fundus/status.h"
 
 namespace fundus {
 
 struct Segmentation {
     cv::Mat imageRgb;     // the photograph as read (RGB order or gray, original depth)
-    cv::Mat input;        // CV_32F preprocessed plane (model input before tiling)
+    cv::Mat input;        // CV_32F preprocessed plane at the model's scale (model input before tiling)
     cv::Mat probability;  // CV_32F vessel probability, input size (0 in tiles holding no FOV pixel)
     cv::Mat fov;          // CV_8U 0/1
     cv::Mat mask;         // CV_8U 0/255: probability >= threshold inside the FOV
     double vesselFraction = 0.0;
     int fovPixels = 0;
+    ScaleDecision scale;              // how the photograph was resampled for the model (runtime/scale.py)
     double preprocessSeconds = 0.0;   // timings as runtime.pipeline: preprocess + FOV,
     double inferenceSeconds = 0.0;    // tiles + backend + stitch,
     double postprocessSeconds = 0.0;  // threshold
@@ -35,8 +37,13 @@ struct FovSetting {
 Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch = 4,
                              const cv::Mat& region = cv::Mat());
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
-                                  const FovSetting& fov, double threshold, int batch = 4);
+                                  const FovSetting& fov, double threshold, int batch = 4,
+                                  const ScaleRequest& scale = ScaleRequest());
 
+// FOV from the full photograph, then (runtime/pipeline.py Segmenter.segment) the scale decision: the
+// photograph and its FOV are resampled by its factor, preprocessed and tiled there (tiles outside
+// the resampled FOV skipped), and the probability is brought back to the input's size bilinearly;
+// the mask is thresholded inside the full-size FOV.
 // Outline colour of the overlay, as runtime/pictures.py (OUTLINE_RGB).
 constexpr int kOutlineRgb[3] = {0, 255, 255};
 

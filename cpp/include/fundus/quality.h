@@ -7,6 +7,7 @@
 
 #include <opencv2/core.hpp>
 
+#include "fundus/scale.h"
 #include "fundus/status.h"
 #include "fundus/summary.h"
 
@@ -27,6 +28,9 @@ Result<Quality> assessImage(const cv::Mat& imageRgb);
 // Adds vessel_fraction and vessel_connected of a mask (CV_8U, nonzero = vessel) inside fov
 // (CV_8U 0/1) and grades them; the verdict only gets worse.
 void assessVessels(Quality& quality, const cv::Mat& mask, const cv::Mat& fov);
+// Adds scale_factor and scale_in_domain (1 or 0) and grades them: a photograph whose scale could not
+// be estimated or falls outside the model's factor_range is at best usable (runtime/quality.py assess_scale).
+void assessScale(Quality& quality, const ScaleDecision& scale);
 
 // summary.json's quality object: verdict, reasons, measures rounded to 6 digits (runtime.quality.rounded).
 Json qualityJson(const Quality& quality);
