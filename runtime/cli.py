@@ -42,8 +42,10 @@ from fundus_vessels.runtime.inference import DEFAULT_BATCH
 from fundus_vessels.runtime.measure.arguments import add_infer_arguments
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
+from fundus_vessels.runtime.pictures import write_demo_pictures
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_scale, assess_vessels, rounded
+from fundus_vessels.runtime.results_table import write_results
 from fundus_vessels.runtime.scale import parse_scale
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from tqdm import tqdm
@@ -168,6 +170,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--url", help="Triton server, [grpc://|http://]host:port[/model] (triton backend only; default: none)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
+    parser.add_argument("--report", action="store_true", help="also write OUTDIR/report.html, self-contained")
     add_infer_arguments(parser)  # --measure, --pixel-size-um, --camera-fov-deg
     parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
 
@@ -297,6 +300,8 @@ def run_job(
         entry["dicom"] = dicom.dicom_summary(source) | (dicom.dicom_identifiers(source) if keep_identifiers else {})
     if job.truth is not None:
         entry["demo_scores"] = demo_scores(job, result.mask)
+        truth = (job.truth, result.mask, job.truth_fov, entry["demo_scores"])
+        outputs.update(write_demo_pictures(out_dir, job.stem, image, *truth))
     return entry
 
 
@@ -352,7 +357,8 @@ def demo_line(scores: dict[str, float]) -> str:
     """The demo's score on the console: F1 (and MIoU) of its mask against the vessel tree it was drawn with."""
     return (
         f"demo score: F1 {scores['f1']:.3f}, MIoU {scores['miou']:.3f} against the drawn vessel tree "
-        f"(inside the FOV; summary.json 'demo' has all scores)"
+        f"(inside the FOV; summary.json 'demo' has all scores); errors drawn in {DEMO_STEM}_errors.png "
+        "(magenta: false positive, blue: missed)"
     )
 
 
@@ -396,8 +402,8 @@ def bundle_summary(segmenter: Segmenter) -> dict:
 
 def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]]:
     """Everything that must succeed before the first image (else exit status 2)."""
-    if args.watch is not None and (args.inputs or args.demo):
-        raise UsageError("--watch IN takes no INPUT and no --demo")
+    if args.watch is not None and (args.inputs or args.demo or args.report):
+        raise UsageError("--watch IN takes no INPUT, no --demo and no --report (results.csv is kept up to date)")
     if not args.inputs and not args.demo and args.watch is None:
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)
@@ -468,12 +474,22 @@ def main(argv: list[str] | None = None) -> int:
 
         measure_infer_outputs(args, images, failures)
     summary = build_summary(segmenter, args.fov, images, failures, args.quality)
+    return write_run_files(args, summary)
+
+
+def write_run_files(args: argparse.Namespace, summary: dict) -> int:
+    """summary.json, results.csv (and with ``--report`` report.html) into OUTDIR; returns the exit status."""
     try:
         write_json(args.output_dir / "summary.json", summary)
+        write_results(args.output_dir, summary, args.measure)
+        if args.report:
+            from fundus_vessels.runtime.report_html import write_report
+
+            write_report(args.output_dir, summary, args.measure)
     except OSError as exc:
-        print(f"{PROG}: error: {args.output_dir / 'summary.json'}: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {args.output_dir}: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
-        counts = f"{summary['succeeded']} segmented, {summary['refused']} refused, {len(failures)} failed"
+        counts = f"{summary['succeeded']} segmented, {summary['refused']} refused, {summary['failed']} failed"
         print(f"{counts} -> {args.output_dir / 'summary.json'}", file=sys.stderr)
-    return (1 if failures else 0) + (EXIT_REFUSED if summary["refused"] else 0)
+    return (1 if summary["failed"] else 0) + (EXIT_REFUSED if summary["refused"] else 0)

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 from fundus_vessels.runtime.imageio import write_image
+from fundus_vessels.runtime.pictures import overlay_rgb
 from fundus_vessels.runtime.pipeline import Result
-from fundus_vessels.runtime.preprocess import to_uint8
 
 SAVE_KINDS = ("mask", "prob", "overlay")
 DICOM_KINDS = ("dicom-seg",)  # written by the CLI from the DICOM source (fundus_vessels.runtime.dicom), not here
-OVERLAY_RGB = (0, 255, 0)
-OVERLAY_ALPHA_PERCENT = 65  # vessel pixels: (photo * 35 + colour * 65) / 100, rounded
 
 
 def mask_png(mask: np.ndarray) -> np.ndarray:
@@ -26,15 +24,8 @@ def probability_png(probability: np.ndarray) -> np.ndarray:
 
 
 def overlay_png(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The photograph (as 8-bit RGB) with vessel pixels blended towards :data:`OVERLAY_RGB`."""
-    image = to_uint8(photo)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    rgb = image[:, :, :3].copy() if image.shape[2] >= 3 else np.repeat(image[:, :, :1], 3, axis=2)
-    a = OVERLAY_ALPHA_PERCENT
-    blended = (rgb[mask].astype(np.uint16) * (100 - a) + np.asarray(OVERLAY_RGB, np.uint16) * a + 50) // 100
-    rgb[mask] = blended.astype(np.uint8)
-    return rgb
+    """The photograph (8-bit RGB) with every vessel outlined (:func:`fundus_vessels.runtime.pictures.overlay_rgb`)."""
+    return overlay_rgb(photo, mask)
 
 
 def save_outputs(out_dir: Path, stem: str, photo: np.ndarray, result: Result, kinds: tuple[str, ...]) -> dict[str, str]:

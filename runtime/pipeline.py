@@ -10,6 +10,7 @@ import numpy as np
 from fundus_vessels.runtime.backends import Backend, create_backend
 from fundus_vessels.runtime.bundle import Bundle, load_bundle
 from fundus_vessels.runtime.fov import fov_from_image
+from fundus_vessels.runtime.imageio import read_image
 from fundus_vessels.runtime.inference import DEFAULT_BATCH, predict_plane
 from fundus_vessels.runtime.preprocess import preprocess
 from fundus_vessels.runtime.scale import ScaleDecision, decide_scale, resample, resample_back
@@ -29,6 +30,20 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     # how the photograph was resampled for the model
     scale: ScaleDecision = field(default_factory=lambda: ScaleDecision(1.0, "none", None))
+    source: str | None = None  # the file segmented, when segment() was given a path
+    photo: np.ndarray | None = field(default=None, repr=False)  # the photograph (for save()'s overlay)
+
+    def save(self, out_dir: str | os.PathLike, kinds: tuple[str, ...] | None = None, stem: str | None = None) -> dict:
+        """Write fundus-infer's ``<stem>_mask/prob/overlay.png`` into ``out_dir``; see :mod:`.result_files`."""
+        from fundus_vessels.runtime.result_files import save_result
+
+        return save_result(self, out_dir, kinds, stem)
+
+    def to_dict(self) -> dict:
+        """This image's results.csv row (same columns, quality graded as fundus-infer does)."""
+        from fundus_vessels.runtime.result_files import result_row
+
+        return result_row(self)
 
 
 def resolve_fov(image: np.ndarray, fov: FovSpec) -> np.ndarray:
@@ -86,9 +101,12 @@ class Segmenter:
         self.skip_outside_fov = skip_outside_fov
         self.scale = scale
 
-    def segment(self, image: np.ndarray, fov: FovSpec = "auto") -> Result:
-        """Segment an RGB(A) or gray photograph of any size and bit depth."""
+    def segment(self, image: np.ndarray | str | os.PathLike, fov: FovSpec = "auto") -> Result:
+        """Segment an RGB(A) or gray photograph of any size and bit depth, or the image file at a path."""
         start = time.perf_counter()
+        source = None
+        if not isinstance(image, np.ndarray):
+            source, image = os.fspath(image), read_image(image)
         fov_mask = resolve_fov(image, fov)
         decision = decide_scale(fov_mask, self.bundle.scale, self.scale)
         plane = preprocess(resample(image, decision.factor), self.bundle.preprocess)
@@ -104,7 +122,7 @@ class Segmenter:
         fraction = float(mask.sum()) / inside if inside else 0.0
         done = time.perf_counter()
         timings = {"preprocess": prepared - start, "inference": inferred - prepared, "postprocess": done - inferred}
-        return Result(probability, mask, fov_mask, fraction, timings, decision)
+        return Result(probability, mask, fov_mask, fraction, timings, decision, source, image)
 
 
 def segment(

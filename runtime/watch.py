@@ -34,6 +34,7 @@ from fundus_vessels.runtime.cli import PROG, Job, UsageError, build_summary, fai
 from fundus_vessels.runtime.extras import extra_hint
 from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, write_json
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
+from fundus_vessels.runtime.results_table import write_results
 
 LEDGER_NAME = "watch-ledger.json"
 LEDGER_VERSION = 1
@@ -367,3 +368,4 @@ def _process(
     summary = build_summary(segmenter, args.fov, images, failures, args.quality)
     summary["watch"] = {"input": ledger.input_dir, "settle_s": args.settle}
     write_json(Path(args.output_dir) / "summary.json", summary)
+    write_results(args.output_dir, summary, measure=False)

@@ -24,6 +24,7 @@ pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow not installed: pip i
 from fundus_vessels.runtime.batch.cli import main as batch_main  # noqa: E402
 from fundus_vessels.runtime.batch.table import JOURNAL, STATE_DIR, TABLE, comparable  # noqa: E402
 from fundus_vessels.runtime.cli import main as infer_main  # noqa: E402
+from fundus_vessels.runtime.results_table import read_results  # noqa: E402
 
 IMAGE_OUTPUTS = ("_mask.png", "_prob.png", "_overlay.png")
 
@@ -60,7 +61,8 @@ def test_outputs_are_fundus_infers_byte_for_byte(local_ray, data_root: Path, tmp
     with open(listing, "w", newline="") as f:
         csv.writer(f).writerows([["path", "site"], [str(chase), "chase"]])
 
-    code = batch_main([str(folder), str(listing), "-o", str(tmp_path / "batch"), "--quiet", "--workers", "2"])
+    batch_args = [str(folder), str(listing), "-o", str(tmp_path / "batch"), "--quiet", "--workers", "2", "--report"]
+    code = batch_main(batch_args)
     assert code == 1  # the broken file failed, the rest did not
     infer = infer_main([str(folder), str(chase), "-o", str(tmp_path / "infer"), "--quiet", "--threads", "1"])
     assert infer == 1
@@ -72,6 +74,10 @@ def test_outputs_are_fundus_infers_byte_for_byte(local_ray, data_root: Path, tmp
     batch_summary = json.loads((tmp_path / "batch" / "summary.json").read_text())
     infer_summary = json.loads((tmp_path / "infer" / "summary.json").read_text())
     assert drop_timings(batch_summary) == drop_timings(infer_summary)
+    # results.csv: the same columns and rows as fundus-infer's, timings aside
+    untimed = lambda out: [r | {"seconds": ""} for r in read_results(out / "results.csv")]  # noqa: E731
+    assert untimed(tmp_path / "batch") == untimed(tmp_path / "infer")
+    assert (tmp_path / "batch" / "report.html").is_file()
 
     rows = table(tmp_path / "batch")
     assert [r["file"] for r in rows] == [

@@ -61,7 +61,7 @@ def test_save_selects_outputs(tiny_bundle: Path, tmp_path: Path) -> None:
     image_path = write_synthetic_images(tmp_path / "in", count=1)[0]
     code, _summary = run(tiny_bundle, tmp_path / "out", str(image_path), "--save", "mask")
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fundus0_mask.png", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fundus0_mask.png", "results.csv", "summary.json"]
 
 
 def test_demo_reports_f1_against_the_drawn_tree(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -352,6 +352,7 @@ def test_bad_inputs_fail_by_name_and_batch_continues(built, tmp_path: Path) -> N
         "good_mask.png",
         "good_overlay.png",
         "good_prob.png",
+        "results.csv",
         "summary.json",
     ]  # nothing half-written, no temporary files left
 

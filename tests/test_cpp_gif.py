@@ -407,6 +407,7 @@ def test_bad_gif_fails_by_name_and_batch_continues(
         "good_mask.png",
         "good_overlay.png",
         "good_prob.png",
+        "results.csv",
         "summary.json",
     ]
 

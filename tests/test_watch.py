@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fundus_vessels.runtime.results_table import read_results
 from fundus_vessels.runtime.watch import LEDGER_NAME, Ledger, Watcher, filesystem_type, is_candidate
 from runtime_fixtures import write_synthetic_images
 
@@ -98,6 +99,9 @@ def test_burst_slow_copy_rename_and_a_bad_file(tmp_path: Path) -> None:
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["succeeded"] == 6 and summary["failed"] == 1
     assert (out_dir / "slow_mask.png").is_file() and not (out_dir / "bad_mask.png").exists()
+    rows = read_results(out_dir / "results.csv")  # rewritten with summary.json after every image
+    assert sorted(Path(r["file"]).name for r in rows) == sorted(names)
+    assert [r["status"] for r in rows].count("failed") == 1
 
 
 def test_restart_processes_nothing_twice_and_misses_nothing(tmp_path: Path) -> None:

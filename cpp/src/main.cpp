@@ -18,6 +18,7 @@
 #include "fundus/imageio.h"
 #include "fundus/pipeline.h"
 #include "fundus/quality.h"
+#include "fundus/results_csv.h"
 #include "fundus/selftest.h"
 #include "fundus/sha256.h"
 #include "fundus/summary.h"
@@ -302,6 +303,7 @@ int run(const fundus::CliArgs& args) {
         .set("failures", failureList);
     const std::string summaryPath = fundus::joinPath(args.outputDir, "summary.json");
     status = fundus::writeJsonAtomic(summaryPath, summary);
+    if (status) status = fundus::writeResultsCsv(fundus::joinPath(args.outputDir, "results.csv"), summary);
     if (!status) {
         usageFailure(status.message());
         return kExitUsage;

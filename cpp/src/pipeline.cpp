@@ -125,14 +125,16 @@ cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask) {
     } else {
         out = u8->clone();
     }
-    // runtime/outputs.py: vessel pixels = (photo * (100 - a) + colour * a + 50) / 100, integer
-    const int a = kOverlayAlphaPercent;
+    // runtime/pictures.py overlay_rgb: the ring of pixels next to a vessel, not vessel themselves
+    cv::Mat grown;
+    cv::dilate(mask, grown, cv::Mat::ones(3, 3, CV_8U));
     for (int y = 0; y < out.rows; ++y) {
         const auto* m = mask.ptr<std::uint8_t>(y);
+        const auto* g = grown.ptr<std::uint8_t>(y);
         auto* px = out.ptr<cv::Vec3b>(y);
         for (int x = 0; x < out.cols; ++x) {
-            if (!m[x]) continue;
-            for (int c = 0; c < 3; ++c) px[x][c] = std::uint8_t((px[x][c] * (100 - a) + kOverlayRgb[c] * a + 50) / 100);
+            if (m[x] || !g[x]) continue;
+            for (int c = 0; c < 3; ++c) px[x][c] = std::uint8_t(kOutlineRgb[c]);
         }
     }
     return out;

@@ -18,6 +18,14 @@ Json& Json::push(Json value) {
     return *this;
 }
 
+const Json* Json::find(const std::string& key) const {
+    if (kind_ != Kind::kObject) return nullptr;
+    for (const auto& item : items_) {
+        if (item.first == key) return &item.second;
+    }
+    return nullptr;
+}
+
 std::string Json::dump(int indent) const {
     switch (kind_) {
         case Kind::kString:

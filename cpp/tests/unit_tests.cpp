@@ -15,6 +15,7 @@
 #include "fundus/gif.h"
 #include "fundus/jpeg.h"
 #include "fundus/quality.h"
+#include "fundus/results_csv.h"
 #include "fundus/scale.h"
 #include "fundus/summary.h"
 
@@ -205,8 +206,27 @@ void testScaleRule() {
 
 }  // namespace
 
+// results.csv: Python's csv.QUOTE_MINIMAL cells; an entry without "scale" reads 1.0 / none.
+void testResultsCsv() {
+    CHECK(fundus::csvCell("a.png") == "a.png");
+    CHECK(fundus::csvCell("a,b.png") == "\"a,b.png\"");
+    CHECK(fundus::csvCell("say \"hi\"") == "\"say \"\"hi\"\"\"");
+    fundus::Json quality = fundus::Json::object();
+    quality.set("verdict", "usable").set("reasons", fundus::Json::array().push("noisy").push("dim"));
+    fundus::Json entry = fundus::Json::object();
+    entry.set("file", "x.png").set("seconds", 0.5).set("vessel_fraction", 0.125).set("quality", quality);
+    fundus::Json summary = fundus::Json::object();
+    summary.set("images", fundus::Json::array().push(entry))
+        .set("failures", fundus::Json::array().push(fundus::Json::object().set("file", "y").set("error", "bad")));
+    CHECK(fundus::resultsCsv(summary) ==
+          "file,status,reason,quality_verdict,quality_reasons,scale_factor,scale_method,vessel_fraction,seconds\n"
+          "x.png,ok,,usable,noisy; dim,1.0,none,0.125,0.5\n"
+          "y,failed,bad,,,,,,\n");
+}
+
 int main() {
     testFlags();
+    testResultsCsv();
     testJsonNumbers();
     testDiagnostics();
     testGif();

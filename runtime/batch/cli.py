@@ -26,10 +26,11 @@ from fundus_vessels.runtime.cli import UsageError, add_segment_arguments, build_
 from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.extras import missing_extra, run_with_extra
 from fundus_vessels.runtime.imageio import write_json
+from fundus_vessels.runtime.results_table import write_results
 
 PROG = "fundus-batch"
 # options that decide where and how fast the work runs, not what it produces
-RUN_ONLY = {"inputs", "output_dir", "ray_address", "workers", "threads", "quiet", "demo"}
+RUN_ONLY = {"inputs", "output_dir", "ray_address", "workers", "threads", "quiet", "demo", "report"}
 
 
 EXAMPLES = [
@@ -155,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
         summary = build_summary(segmenter, args.fov, images, failures, args.quality)
         summary["tool"] = PROG
         write_json(args.output_dir / "summary.json", summary)
+        write_results(args.output_dir, summary, args.measure)
+        if args.report:
+            from fundus_vessels.runtime.report_html import write_report
+
+            write_report(args.output_dir, summary, args.measure)
         journal.remove()
     if not args.quiet:
         took = time.perf_counter() - start

@@ -108,12 +108,12 @@ class SegmentWorker:
         from fundus_vessels.runtime.measure.sources import collect_sources_from_entries, load
 
         args = self.args
-        recorder = Recorder(args.pixel_size_um, args.camera_fov_deg)
+        recorder = Recorder(args.pixel_size_um, args.camera_fov_deg, over_photo=args.measure_over_photo)
         ((_, source),) = collect_sources_from_entries(out_dir, [entry], args.fov)
         if source is None:
             raise ValueError(f"{entry['file']}: --measure needs the mask: keep mask in --save")
         mask, fov, fov_source = load(source, "auto")
         entry["measurements"] = recorder.measure(
-            source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source
+            source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source, photo=source.photo
         )
         return {"rows": recorder.rows, "segments": recorder.segments}

@@ -27,4 +27,9 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--measure", action="store_true", help="also measure the vessel maps (fundus-measure's tables, in OUTDIR)"
     )
+    parser.add_argument(
+        "--measure-over-photo",
+        action="store_true",
+        help="draw <stem>_measure.png over the darkened photograph instead of the gray vessel map",
+    )
     add_unit_arguments(parser)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
 from fundus_vessels.runtime.extras import missing_extra
-from fundus_vessels.runtime.imageio import ImageReadError, write_json
+from fundus_vessels.runtime.imageio import ImageReadError, read_image, write_json
 from fundus_vessels.runtime.measure.arguments import add_unit_arguments
 from fundus_vessels.runtime.measure.outputs import MEASUREMENTS_CSV, SEGMENTS_CSV, json_ready, write_csv, write_picture
 from fundus_vessels.runtime.measure.sources import collect_sources, load
@@ -54,8 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 class Recorder:
     """Measures masks one by one, writes each picture, keeps the rows for the two tables."""
 
-    def __init__(self, pixel_size_um: float | None = None, camera_fov_deg: float | None = None, picture: bool = True):
+    def __init__(
+        self,
+        pixel_size_um: float | None = None,
+        camera_fov_deg: float | None = None,
+        picture: bool = True,
+        over_photo: bool = False,
+    ):
         self.pixel_size_um, self.camera_fov_deg, self.picture = pixel_size_um, camera_fov_deg, picture
+        self.over_photo = over_photo  # draw the picture over the photograph (measure(photo=...))
         self.rows: list[dict] = []
         self.segments: list[dict] = []
 
@@ -66,11 +73,13 @@ class Recorder:
         fov: np.ndarray | None,
         out_dir: Path,
         pixel_size_um: float | None = None,
+        photo: Path | None = None,
         **context: str,
     ) -> dict:
         """Measure one mask; returns its figures (``context`` columns first), picture written to ``out_dir``.
 
-        ``pixel_size_um`` overrides the recorder's for this image (a DICOM file's own pixel spacing).
+        ``pixel_size_um`` overrides the recorder's for this image (a DICOM file's own pixel spacing);
+        ``photo``: the photograph the picture is drawn over when the recorder has ``over_photo``.
         """
         from fundus_vessels.runtime.measure.analysis import analyse_mask  # the 'measure' extra
 
@@ -78,7 +87,9 @@ class Recorder:
         analysis = analyse_mask(mask, fov, pixel_size_um or self.pixel_size_um, self.camera_fov_deg)
         row = {"image": stem, **context, **analysis.figures}
         if self.picture:
-            row["picture"] = write_picture(out_dir, stem, analysis, mask.astype(bool) if fov is None else mask & fov)
+            vessels = mask.astype(bool) if fov is None else mask & fov
+            background = read_image(photo) if self.over_photo and photo is not None else None
+            row["picture"] = write_picture(out_dir, stem, analysis, vessels, background)
         row["seconds"] = round(time.perf_counter() - start, 4)
         self.rows.append(row)
         self.segments.extend({"image": stem, **segment} for segment in analysis.segments)

@@ -22,7 +22,7 @@ def measure_infer_outputs(args: argparse.Namespace, images: list[dict], failures
     from fundus_vessels.runtime.cli import DEMO_STEM  # the CLI imports this module lazily: no cycle at load
 
     out_dir = Path(args.output_dir)
-    recorder = Recorder(args.pixel_size_um, args.camera_fov_deg)
+    recorder = Recorder(args.pixel_size_um, args.camera_fov_deg, over_photo=args.measure_over_photo)
     for entry, source in collect_sources_from_entries(out_dir, images, args.fov):
         if source is None:
             failures.append({"file": entry["file"], "error": f"{PROG}: no mask saved (add mask to --save)"})
@@ -32,7 +32,14 @@ def measure_infer_outputs(args: argparse.Namespace, images: list[dict], failures
             # a DICOM input's own pixel spacing, unless --pixel-size-um says otherwise
             pixel_size = args.pixel_size_um or entry.get("dicom", {}).get("pixel_size_um")
             entry["measurements"] = recorder.measure(
-                source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source, pixel_size_um=pixel_size
+                source.stem,
+                mask,
+                fov,
+                out_dir,
+                file=entry["file"],
+                fov_source=fov_source,
+                pixel_size_um=pixel_size,
+                photo=source.photo,
             )
         except (ValueError, OSError) as exc:
             failures.append({"file": entry["file"], "error": f"{PROG}: {exc}"})

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 from fundus_vessels.runtime.imageio import atomic_output, write_image
+from fundus_vessels.runtime.pictures import colour_bar, dimmed
 
 if TYPE_CHECKING:  # analysis needs the 'measure' extra; fundus-measure imports it after checking
     from fundus_vessels.runtime.measure.analysis import Analysis
@@ -46,16 +47,20 @@ def json_ready(figures: dict) -> dict:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in figures.items()}
 
 
-def picture(analysis: Analysis, vessels: np.ndarray) -> np.ndarray:
-    """RGB picture: the vessel map in gray, the centreline coloured by segment calibre (blue thin, red
-    wide: turbo colour map from the 5th to the 95th percentile of segment calibres), junctions as
-    white rings, free ends as red dots."""
-    image = np.zeros((*vessels.shape, 3), dtype=np.uint8)
-    image[vessels] = MASK_GRAY
+def picture(analysis: Analysis, vessels: np.ndarray, photo: np.ndarray | None = None) -> np.ndarray:
+    """RGB picture: the vessel map in gray (or the darkened photograph, ``photo``), the centreline
+    coloured by segment calibre (turbo colour map from the 5th to the 95th percentile of segment
+    calibres, blue thin, red wide), junctions as white rings, free ends as red dots; below it a
+    colour bar with the calibres in µm when the pixel size is known, else in pixels."""
+    if photo is None:
+        image = np.zeros((*vessels.shape, 3), dtype=np.uint8)
+        image[vessels] = MASK_GRAY
+    else:
+        image = dimmed(photo, vessels.shape)
     size = max(1, round(float(analysis.figures["fov_diameter_px"]) / 600.0))
     calibres = np.asarray(analysis.segment_calibres_px, dtype=np.float64)
+    low, high = np.percentile(calibres, [5, 95]) if len(calibres) else (0.0, 0.0)
     if len(calibres):
-        low, high = np.percentile(calibres, [5, 95])
         levels = np.clip((calibres - low) / max(high - low, 1e-9) * 255.0, 0, 255).astype(np.uint8)
         colours = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_TURBO)[:, 0, ::-1]
         for segment, colour in zip(analysis.graph.segments, colours, strict=True):
@@ -66,11 +71,17 @@ def picture(analysis: Analysis, vessels: np.ndarray) -> np.ndarray:
         cv2.circle(image, centre, 3 * size, JUNCTION_RGB, size)
     for row, col in analysis.graph.end_points:
         cv2.circle(image, (int(col), int(row)), 2 * size, END_POINT_RGB, -1)
-    return image
+    pixel_um = analysis.figures.get("pixel_size_um")
+    unit, factor = ("um", float(pixel_um)) if pixel_um else ("px", 1.0)
+    title = f"vessel calibre (segment median, 5th-95th percentile), {unit}; rings: junctions, dots: free ends"
+    bar = colour_bar(image.shape[1], float(low) * factor, float(high) * factor, unit, title)
+    return np.vstack([image, bar])
 
 
-def write_picture(out_dir: Path, stem: str, analysis: Analysis, vessels: np.ndarray) -> str:
-    """Write ``<stem>_measure.png``; returns its file name."""
+def write_picture(
+    out_dir: Path, stem: str, analysis: Analysis, vessels: np.ndarray, photo: np.ndarray | None = None
+) -> str:
+    """Write ``<stem>_measure.png`` (over ``photo`` when given); returns its file name."""
     name = f"{stem}{PICTURE_SUFFIX}"
-    write_image(out_dir / name, picture(analysis, vessels))
+    write_image(out_dir / name, picture(analysis, vessels, photo))
     return name

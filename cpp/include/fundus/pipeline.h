@@ -44,12 +44,11 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
 // photograph and its FOV are resampled by its factor, preprocessed and tiled there (tiles outside
 // the resampled FOV skipped), and the probability is brought back to the input's size bilinearly;
 // the mask is thresholded inside the full-size FOV.
-// Overlay colour and opacity of vessel pixels, as runtime/outputs.py (OVERLAY_RGB, OVERLAY_ALPHA_PERCENT).
-constexpr int kOverlayRgb[3] = {0, 255, 0};
-constexpr int kOverlayAlphaPercent = 65;
+// Outline colour of the overlay, as runtime/pictures.py (OUTLINE_RGB).
+constexpr int kOutlineRgb[3] = {0, 255, 255};
 
 // Output images: prob as round(p * 255) (half to even); overlay = the photograph as 8-bit RGB
-// with vessel pixels blended towards kOverlayRgb.
+// with a one-pixel kOutlineRgb ring just outside every vessel (3x3 dilation minus the vessel).
 cv::Mat probabilityImage(const cv::Mat& probability);
 cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask);
 

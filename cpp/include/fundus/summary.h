@@ -36,6 +36,14 @@ public:
     // Python json.dumps(indent=2) layout: nested containers one item per line.
     std::string dump(int indent = 0) const;
 
+    // Reading back (results.csv is built from summary.json's content, as in Python).
+    Kind kind() const { return kind_; }
+    const Json* find(const std::string& key) const;  // object member, or nullptr
+    const std::vector<std::pair<std::string, Json>>& items() const { return items_; }
+    const std::string& text() const { return text_; }
+    double number() const { return kind_ == Kind::kInteger ? double(integer_) : number_; }
+    bool truthy() const { return kind_ == Kind::kBool && integer_ != 0; }
+
 private:
     explicit Json(Kind kind) : kind_(kind) {}
     Kind kind_;
