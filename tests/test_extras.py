@@ -50,7 +50,7 @@ CASES = [
         ["onnx"],
         "calib",
     ),
-    ("train", "fundus_vessels.train.cli", ["--help"], ["torch"], "train"),
+    ("train", "fundus_vessels.train.cli", ["-o", "run"], ["torch"], "train"),
     ("export", "fundus_vessels.export.cli", ["fp16", "--bundle", "{tmp}"], ["onnx"], "export"),
 ]
 

@@ -17,6 +17,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from fundus_vessels.runtime.bundle import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 SHADOWS = ("train.py", "export.py", "runtime.py", "calib.py")
@@ -89,7 +90,7 @@ def test_wheel_api_imports_and_user_files_shadow_nothing(installed: tuple[Path, 
     assert out.returncode == 0, out.stderr[-3000:]
     module_file, bundle_dir, name = out.stdout.split()
     assert "site-packages" in module_file and "site-packages" in bundle_dir
-    assert name == json.loads((REPO / "models" / "unet-drive" / "model.json").read_text())["name"]
+    assert name == json.loads((REPO / "models" / DEFAULT_MODEL / "model.json").read_text())["name"]
 
 
 def test_wheel_commands_of_missing_extras_say_which_extra(installed: tuple[Path, Path]) -> None:
