@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -90,14 +90,31 @@ def drive_files(root: str | os.PathLike, split: str) -> list[SampleFiles]:
     image_dir = base / "images"
     if not image_dir.is_dir():
         raise DatasetError(f"{image_dir}: DRIVE {split} images folder not found (check --data-root)")
-    files = []
-    for image in sorted(image_dir.glob(f"*_{split}.tif")):
-        number = image.name.split("_")[0]
-        label = _require(base / "1st_manual" / f"{number}_manual1.gif", image)
-        mask = _require(base / "mask" / f"{number}_{split}_mask.gif", image)
-        files.append(SampleFiles(f"drive_{number}", "drive", f"drive_{number}", image, label, mask))
+    files = _paired(
+        "drive",
+        sorted(image_dir.glob(f"*_{split}.tif")),
+        key=lambda image: image.name.split("_")[0],
+        label=lambda number: base / "1st_manual" / f"{number}_manual1.gif",
+        mask=lambda number: base / "mask" / f"{number}_{split}_mask.gif",
+    )
     if not files:
         raise DatasetError(f"{image_dir}: no DRIVE {split} images (NN_{split}.tif)")
+    return files
+
+
+def _paired(
+    dataset: str,
+    images: Sequence[Path],
+    key: Callable[[Path], str],
+    label: Callable[[str], Path],
+    mask: Callable[[str], Path],
+) -> list[SampleFiles]:
+    """One :class:`SampleFiles` per image (each its own group), its label and mask found from ``key(image)``."""
+    files = []
+    for image in images:
+        stem = key(image)
+        name = f"{dataset}_{stem}"
+        files.append(SampleFiles(name, dataset, name, image, _require(label(stem), image), _require(mask(stem), image)))
     return files
 
 
@@ -129,12 +146,13 @@ def stare_files(root: str | os.PathLike, split: str) -> list[SampleFiles]:
     if not image_dir.is_dir():
         raise DatasetError(f"{image_dir}: STARE images folder not found (check --data-root)")
     images = sorted(p for p in image_dir.glob("im*.png") if STARE_PATTERN.match(p.name))
-    files = []
-    for image in images[STARE_SPLIT[split]]:
-        stem = image.stem
-        label = _require(base / "labels-ah" / f"{stem}.ah.png", image)
-        mask = _require(base / "mask" / f"{stem}_mask.png", image)
-        files.append(SampleFiles(f"stare_{stem}", "stare", f"stare_{stem}", image, label, mask))
+    files = _paired(
+        "stare",
+        images[STARE_SPLIT[split]],
+        key=lambda image: image.stem,
+        label=lambda stem: base / "labels-ah" / f"{stem}.ah.png",
+        mask=lambda stem: base / "mask" / f"{stem}_mask.png",
+    )
     if not files:
         raise DatasetError(f"{image_dir}: no STARE {split} images (imNNNN.png)")
     return files
