@@ -6,7 +6,7 @@ import math
 
 from fundus_vessels.runtime.bundle_schema import BundleSpec, InputSpec, OutputSpec, TilingSpec
 from fundus_vessels.runtime.preprocess import PreprocessConfig
-from fundus_vessels.runtime.scale import ScaleConfig
+from fundus_vessels.train.checkpoint import checkpoint_scale
 from torch import nn
 
 INTENDED_USE = "research and screening support; not a diagnostic device"
@@ -70,7 +70,7 @@ def checkpoint_contract(ckpt: dict, source: object) -> BundleSpec:
         threshold=float(ckpt.get("threshold", THRESHOLD)),  # chosen on validation by train.threshold
         files={},
         # the FOV diameter training resampled every photograph to (fundus-train --scale-reference)
-        scale=ScaleConfig(reference_diameter=float(ckpt.get("config", {}).get("scale_reference", 0.0))),
+        scale=checkpoint_scale(ckpt),
     ).checked(source)
 
 

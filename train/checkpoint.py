@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from fundus_vessels.runtime.imageio import atomic_output, stale_temporaries
+from fundus_vessels.runtime.scale import ScaleConfig
 from fundus_vessels.train.models import build_model
 from torch import nn
 
@@ -79,3 +80,8 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, ckpt
+
+
+def checkpoint_scale(ckpt: dict) -> ScaleConfig:
+    """The scale a checkpoint was trained at: its config's ``scale_reference`` (0, absent: native scale)."""
+    return ScaleConfig(reference_diameter=float(ckpt.get("config", {}).get("scale_reference", 0.0)))

@@ -19,7 +19,7 @@ from fundus_vessels.runtime.metrics import SegmentationEvaluator
 from fundus_vessels.runtime.preprocess import PreprocessConfig, enhance, normalise
 from fundus_vessels.runtime.scale import ScaleConfig, decide_scale, resample, resample_back
 from fundus_vessels.train.backend import torch_predictor
-from fundus_vessels.train.checkpoint import load_model
+from fundus_vessels.train.checkpoint import checkpoint_scale, load_model
 from fundus_vessels.train.datasets import Sample, load_datasets
 from fundus_vessels.train.figures import plot_panel
 from torch import nn
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             out,
             panels=args.panels,
             progress=True,
-            scale=ScaleConfig(reference_diameter=float(ckpt.get("config", {}).get("scale_reference", 0.0))),
+            scale=checkpoint_scale(ckpt),
         )
         metrics["checkpoint"] = str(args.checkpoint)
     else:

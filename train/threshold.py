@@ -19,7 +19,7 @@ from fundus_vessels.runtime.datasets import DatasetError
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.metrics import choose_threshold
 from fundus_vessels.runtime.preprocess import PreprocessConfig
-from fundus_vessels.train.checkpoint import load_model, save_checkpoint
+from fundus_vessels.train.checkpoint import checkpoint_scale, load_model, save_checkpoint
 from fundus_vessels.train.datasets import Sample, load_datasets
 from fundus_vessels.train.evaluate import evaluate_samples
 
@@ -31,7 +31,7 @@ def validation_samples(ckpt: dict, data_root: Path) -> list[Sample]:
     config, names = ckpt.get("config", {}), set(ckpt.get("val_images", []))
     if not names:
         raise DatasetError("checkpoint lists no validation images (trained with val_fraction 0?)")
-    loaded = load_datasets(config.get("data", ["drive"]), data_root, "train", config.get("scale_reference", 0.0))
+    loaded = load_datasets(config.get("data", ["drive"]), data_root, "train", checkpoint_scale(ckpt).reference_diameter)
     samples = [s for s in loaded if s.name in names]
     if len(samples) != len(names):
         raise DatasetError(f"{data_root}: found {len(samples)} of the {len(names)} validation images")
