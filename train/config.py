@@ -38,6 +38,10 @@ class TrainConfig:
         default_factory=lambda: ["drive"], metadata={"help": "comma list of datasets: drive, chase, stare, folder:PATH"}
     )
     data_root: str = setting("../shared/data", "folder holding DRIVE/, CHASEDB1/, STARE/")
+    dataset_weights: list[str] = field(
+        default_factory=list,
+        metadata={"help": "comma list NAME=W: patches of dataset NAME drawn W times as often (default 1; by FOV area)"},
+    )
     val_fraction: float = setting(0.2, "share of the training images held out for validation")
     val_split: str = setting(
         "per_dataset",
@@ -89,6 +93,7 @@ class TrainConfig:
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
             (0 <= self.scale_reference <= 4096, "scale_reference must be in [0, 4096] pixels"),
             (self.val_split in ("per_dataset", "pooled"), "val_split must be per_dataset or pooled"),
+            (_weights_ok(self.dataset_weights), "dataset_weights must be NAME=W entries with W > 0"),
         ]
         errors = [msg for ok, msg in checks if not ok]
         if errors:
@@ -96,6 +101,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def weight_of(self) -> dict[str, float]:
+        """``dataset_weights`` as ``{dataset: weight}`` (datasets not named weigh 1)."""
+        return {name: float(w) for name, w in (entry.split("=", 1) for entry in self.dataset_weights)}
+
+
+def _weights_ok(entries: list[str]) -> bool:
+    try:
+        return all(len(e.split("=", 1)) == 2 and float(e.split("=", 1)[1]) > 0 for e in entries)
+    except ValueError:
+        return False
 
 
 # What each preset changes relative to the dataclass defaults (the paper's improved U-Net).

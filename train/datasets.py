@@ -106,11 +106,14 @@ class PreparedImage:
     plane: np.ndarray
     label: np.ndarray
     fov: np.ndarray
+    dataset: str = ""
 
 
 def prepare(samples: list[Sample], config: PreprocessConfig) -> list[PreparedImage]:
     """Run the shared preprocessing once per image."""
-    return [PreparedImage(s.name, normalise(enhance(s.image, config), config), s.label, s.fov) for s in samples]
+    return [
+        PreparedImage(s.name, normalise(enhance(s.image, config), config), s.label, s.fov, s.dataset) for s in samples
+    ]
 
 
 class PatchSampler:
@@ -120,11 +123,19 @@ class PatchSampler:
     border keep their size. That makes any step reproducible and lets a resumed run continue exactly.
     """
 
-    def __init__(self, images: list[PreparedImage], patch: int, seed: int, augment: bool) -> None:
+    def __init__(
+        self,
+        images: list[PreparedImage],
+        patch: int,
+        seed: int,
+        augment: bool,
+        dataset_weights: dict[str, float] | None = None,
+    ) -> None:
         if not images:
             raise DatasetError("no training images")
         self.images, self.patch, self.seed, self.augment = images, patch, seed, augment
-        areas = np.array([img.fov.sum() for img in images], dtype=np.float64)
+        weight_of = dataset_weights or {}
+        areas = np.array([img.fov.sum() * weight_of.get(img.dataset, 1.0) for img in images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self._fov_coords = [np.argwhere(img.fov) for img in images]
         half = patch // 2
