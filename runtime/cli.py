@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fundus_vessels.runtime import dicom
+from fundus_vessels.runtime import dicom, imageio, lock
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, bundle_path, sha256_file
 from fundus_vessels.runtime.image_header import stored_channels
@@ -33,6 +33,7 @@ from fundus_vessels.runtime.inference import DEFAULT_BATCH
 from fundus_vessels.runtime.measure.arguments import add_infer_arguments
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
+from fundus_vessels.runtime.outputs_guard import OutputPlan, input_folder_clash, output_names, printable
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_scale, assess_vessels, rounded
 from fundus_vessels.runtime.scale import parse_scale
@@ -123,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="also segment a synthetic fundus with a known vessel tree")
     add_infer_arguments(parser)  # --measure, --pixel-size-um, --camera-fov-deg
     parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=imageio.DEFAULT_MAX_PIXELS,
+        help="refuse an image whose header declares more pixels, before decoding it (default: 100000000)",
+    )
     parser.add_argument("--watch", type=Path, metavar="IN", help="keep segmenting every image that appears in IN")
     parser.add_argument("--watch-poll", action="store_true", help="--watch by polling (network shares)")
     parser.add_argument("--settle", type=float, default=2.0, help="--watch: seconds a file must stay unchanged")
@@ -178,7 +185,7 @@ def collect_jobs(inputs: list[str], demo: bool) -> tuple[list[Job], list[dict]]:
         files = list_images(path) if path.is_dir() else [path]
         if not files:
             failures.append({"file": item, "error": "folder holds no images"})
-        jobs.extend(Job(source=str(f), stem=f.stem, path=f) for f in files)
+        jobs.extend(Job(source=printable(f), stem=f.stem, path=f) for f in files)
     if demo:
         synthetic = make_synthetic_fundus()
         source = f"{DEMO_STEM}_input.png"  # the drawn photograph, written into OUTDIR beside its demo_* outputs
@@ -209,6 +216,29 @@ def run_job(
     """
     start = time.perf_counter()
     source = dicom.read_header(job.path) if job.path is not None and dicom.is_dicom(job.path) else None
+    written: list[Path] = []
+    try:
+        return _run_job(job, segmenter, fov, out_dir, kinds, keep_identifiers, quality, source, start, written)
+    except Exception as exc:
+        for path in written:  # a failed image leaves none of its outputs behind
+            path.unlink(missing_ok=True)
+        if source is None or keep_identifiers:
+            raise
+        raise ValueError(dicom.redact(str(exc), source)) from None  # no identifier in the message
+
+
+def _run_job(
+    job: Job,
+    segmenter: Segmenter,
+    fov: FovSpec,
+    out_dir: Path,
+    kinds: tuple[str, ...],
+    keep_identifiers: bool,
+    quality: str,
+    source: object,
+    start: float,
+    written: list[Path],
+) -> dict:
     if source is None and "dicom-seg" in kinds:
         raise ValueError(f"{job.source}: --save dicom-seg needs a DICOM input, this is not one")
     if job.image is None:
@@ -220,10 +250,13 @@ def run_job(
     if report is not None and report.rejected and quality == "refuse":
         return {**image_entry(job, image), "refused": True, "quality": rounded(report), "outputs": {}}
     result = segmenter.segment(image, fov)
-    outputs = save_outputs(out_dir, job.stem, image, result, kinds)
+    seg_name = f"{job.stem}{dicom.SEG_SUFFIX}"
+    if "dicom-seg" in kinds:  # first: it is the output most likely to fail, on the source's header
+        dicom.write_segmentation(out_dir / seg_name, source, result.mask, segmenter.bundle.root.name)
+        written.append(out_dir / seg_name)
+    outputs = save_outputs(out_dir, job.stem, image, result, kinds, written)
     if "dicom-seg" in kinds:
-        outputs["dicom-seg"] = f"{job.stem}{dicom.SEG_SUFFIX}"
-        dicom.write_segmentation(out_dir / outputs["dicom-seg"], source, result.mask, segmenter.bundle.root.name)
+        outputs["dicom-seg"] = seg_name
     entry = {
         **image_entry(job, image),
         "backend": segmenter.backend.name,
@@ -334,7 +367,11 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
     if not args.inputs and not args.demo and args.watch is None:
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)
+    imageio.set_max_pixels(args.max_pixels)
     fov = parse_fov(args.fov)
+    clash = input_folder_clash(args.output_dir, args.inputs)
+    if clash:
+        raise UsageError(clash)
     prepare_output_dir(args.output_dir)
     try:
         segmenter = Segmenter(
@@ -369,21 +406,39 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    if args.watch is not None:
-        from fundus_vessels.runtime.watch import watch_command
+    try:
+        held = lock.acquire(args.output_dir, PROG)
+    except lock.OutputFolderBusy as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.watch is not None:
+            from fundus_vessels.runtime.watch import watch_command
 
-        return watch_command(args, segmenter, fov, kinds)
+            return watch_command(args, segmenter, fov, kinds)
+        return run_batch(args, segmenter, fov, kinds)
+    finally:
+        lock.release(args.output_dir, held)
 
+
+def job_outputs(job: Job, kinds: tuple[str, ...], measure: bool) -> list[str]:
+    """The files ``job`` writes into the output folder (the demo also writes its drawn photograph)."""
+    names = output_names(job.stem, kinds, measure, dicom.SEG_SUFFIX)
+    return names if job.path is not None else [*names, f"{job.stem}_input.png"]
+
+
+def run_batch(args: argparse.Namespace, segmenter: Segmenter, fov: FovSpec, kinds: tuple[str, ...]) -> int:
+    """Segment every INPUT (and the demo) into the locked output folder; returns the exit status."""
     jobs, failures = collect_jobs(args.inputs, args.demo)
     for failure in failures:
         print(f"{PROG}: {failure['file']}: {failure['error']}", file=sys.stderr)
-    images, used_stems = [], {}
+    images = []
+    plan = OutputPlan(args.output_dir, [job.path for job in jobs if job.path is not None])
     for job in tqdm(jobs, disable=args.quiet or len(jobs) < 2, unit="img", file=sys.stderr):
-        if job.stem in used_stems:
-            clash = ValueError(f"output name {job.stem!r} already used by {used_stems[job.stem]}")
-            failures.append(failure_entry(job.source, clash))
+        refusal = plan.claim(job.source, job.stem, job_outputs(job, kinds, args.measure))
+        if refusal is not None:
+            failures.append(failure_entry(job.source, ValueError(refusal)))
             continue
-        used_stems[job.stem] = job.source
         entry, failure = segment_job(
             job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers, args.quality
         )

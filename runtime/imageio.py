@@ -14,12 +14,39 @@ from pathlib import Path
 import cv2
 import numpy as np
 from fundus_vessels.runtime.decode import ImageDecodeError, decode_image, is_gif, is_jpeg
+from fundus_vessels.runtime.image_header import declared_size
+from fundus_vessels.runtime.outputs_guard import printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm", ".dcm", ".dicom")
+# The pixel cap (--max-pixels): an image whose header declares more is refused before any decoding.
+# 100 megapixels is twice the largest fundus cameras' (about 7000 x 7000) and bounds one image's peak
+# memory (README, "Memory"); the C++ binary has the same default (cpp/src/imageio.cpp kDefaultMaxPixels).
+DEFAULT_MAX_PIXELS = 100_000_000
+_max_pixels = DEFAULT_MAX_PIXELS
 
 
 class ImageReadError(ValueError):
     """An input file that is missing, empty or not a readable image."""
+
+
+def set_max_pixels(limit: int) -> None:
+    """The pixel cap for this process (``--max-pixels``); OpenCV's own decoders get it too."""
+    global _max_pixels
+    _max_pixels = int(limit)
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(_max_pixels)  # read by OpenCV at its first decode
+
+
+def max_pixels() -> int:
+    return _max_pixels
+
+
+def check_pixels(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse ``path`` when ``width`` x ``height`` exceeds the pixel cap (the same message as the C++ binary)."""
+    if width * height > _max_pixels:
+        raise ImageReadError(
+            f"{printable(path)}: image too large ({width}x{height} = {round(width * height / 1e6, 1):g} megapixels; "
+            f"limit {round(_max_pixels / 1e6, 1):g} megapixels, --max-pixels changes it)"
+        )
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -29,20 +56,23 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     p = Path(path)
     if not p.is_file():
-        raise ImageReadError(f"{p}: no such file")
+        raise ImageReadError(f"{printable(p)}: no such file")
     if p.stat().st_size == 0:
-        raise ImageReadError(f"{p}: file is empty")
+        raise ImageReadError(f"{printable(p)}: file is empty")
     from fundus_vessels.runtime import dicom  # imports this module; pydicom itself only when a file is DICOM
 
     if dicom.is_dicom(p):
         return dicom.read_dicom_image(p)
     data = p.read_bytes()
+    size = declared_size(data)
+    if size is not None:
+        check_pixels(p, *size)
     try:
         image = decode_image(data)
     except ImageDecodeError as exc:
-        raise ImageReadError(f"{p}: {exc}") from exc
+        raise ImageReadError(f"{printable(p)}: {exc}") from exc
     if image.size == 0:
-        raise ImageReadError(f"{p}: image has no pixels")
+        raise ImageReadError(f"{printable(p)}: image has no pixels")
     if not (is_gif(data) or is_jpeg(data)) and image.ndim == 3:  # OpenCV's BGR(A) -> RGB
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(image)

@@ -27,6 +27,8 @@ Status bundleError(const std::string& message) {
 // The rules of runtime/bundle_schema.py, in its order and with its wording:
 // "<file>: <dotted.key> must be <rule> (got <value>)" or "<file>: <dotted.key> missing (must be <rule>)".
 constexpr int kTileMultiple = 32;
+constexpr int kMaxTile = 2048;      // runtime/bundle_schema.py MAX_TILE: a valid bundle cannot exhaust memory
+constexpr int kMaxClaheGrid = 64;  // runtime/bundle_schema.py MAX_CLAHE_GRID
 
 // A value as runtime/bundle_schema.py's shown() writes it: strings quoted, floats as Python's repr.
 std::string shown(const cv::FileNode& node) {
@@ -151,8 +153,8 @@ Status readPreprocess(const Checker& check, const cv::FileNode& pre, PreprocessC
         return s;
     }
     if (!(s = check.integer(
-              pre["clahe_grid"], "preprocess.clahe_grid", "an integer >= 1", [](int v) { return v >= 1; },
-              p.claheGrid))) {
+              pre["clahe_grid"], "preprocess.clahe_grid", "an integer in [1, " + std::to_string(kMaxClaheGrid) + "]",
+              [](int v) { return 1 <= v && v <= kMaxClaheGrid; }, p.claheGrid))) {
         return s;
     }
     if (!(s = check.number(pre["mean"], "preprocess.mean", "a finite number", anything, p.mean))) return s;
@@ -164,9 +166,11 @@ Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bund
     if (!(s = check.section(tiling, "tiling"))) return s;
     if (!(s = check.knownKeys(tiling, "tiling", {"tile", "overlap"}))) return s;
     const std::string multiple = std::to_string(kTileMultiple);
-    auto tileOk = [](int t) { return t >= kTileMultiple && t % kTileMultiple == 0; };
+    auto tileOk = [](int t) { return t >= kTileMultiple && t <= kMaxTile && t % kTileMultiple == 0; };
     if (!(s = check.integer(tiling["tile"], "tiling.tile",
-                            "an integer >= " + multiple + " and a multiple of " + multiple, tileOk, bundle.tile))) {
+                            "an integer >= " + multiple + ", <= " + std::to_string(kMaxTile) + " and a multiple of " +
+                                multiple,
+                            tileOk, bundle.tile))) {
         return s;
     }
     const int tile = bundle.tile;
