@@ -27,7 +27,7 @@ Status bundleError(const std::string& message) {
 // The rules of runtime/bundle_schema.py, in its order and with its wording:
 // "<file>: <dotted.key> must be <rule> (got <value>)" or "<file>: <dotted.key> missing (must be <rule>)".
 constexpr int kTileMultiple = 32;
-constexpr int kMaxTile = 2048;      // runtime/bundle_schema.py MAX_TILE: a valid bundle cannot exhaust memory
+constexpr int kMaxTile = 2048;     // runtime/bundle_schema.py MAX_TILE: a valid bundle cannot exhaust memory
 constexpr int kMaxClaheGrid = 64;  // runtime/bundle_schema.py MAX_CLAHE_GRID
 
 // A value as runtime/bundle_schema.py's shown() writes it: strings quoted, floats as Python's repr.
@@ -167,10 +167,10 @@ Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bund
     if (!(s = check.knownKeys(tiling, "tiling", {"tile", "overlap"}))) return s;
     const std::string multiple = std::to_string(kTileMultiple);
     auto tileOk = [](int t) { return t >= kTileMultiple && t <= kMaxTile && t % kTileMultiple == 0; };
-    if (!(s = check.integer(tiling["tile"], "tiling.tile",
-                            "an integer >= " + multiple + ", <= " + std::to_string(kMaxTile) + " and a multiple of " +
-                                multiple,
-                            tileOk, bundle.tile))) {
+    if (!(s = check.integer(
+              tiling["tile"], "tiling.tile",
+              "an integer >= " + multiple + ", <= " + std::to_string(kMaxTile) + " and a multiple of " + multiple,
+              tileOk, bundle.tile))) {
         return s;
     }
     const int tile = bundle.tile;
