@@ -224,7 +224,8 @@ def run_job(
             path.unlink(missing_ok=True)
         if source is None or keep_identifiers:
             raise
-        raise ValueError(dicom.redact(str(exc), source)) from None  # no identifier in the message
+        scrubbed = dicom.redact(str(exc), source)  # no identifier in the message
+        raise (OSError if isinstance(exc, OSError) else ValueError)(scrubbed) from None
 
 
 def _run_job(
@@ -289,11 +290,16 @@ def image_entry(job: Job, image: np.ndarray) -> dict:
 
 
 def failure_entry(source: str, exc: Exception) -> dict:
-    """The summary's failure entry for ``exc``; printed to stderr with the file named once."""
+    """The summary's failure entry for ``exc``; printed to stderr with the file named once.
+
+    An ``OSError`` (disk full, permissions, an I/O error) is marked ``transient: true``: the image itself may
+    be fine, and watch mode tries it again.
+    """
     reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
     named = reason if source in reason else f"{source}: {reason}"
     tqdm.write(f"{PROG}: {named}", file=sys.stderr)
-    return {"file": source, "error": reason}
+    entry = {"file": source, "error": reason}
+    return entry | {"transient": True} if isinstance(exc, OSError) else entry
 
 
 def segment_job(

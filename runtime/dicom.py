@@ -210,6 +210,27 @@ def _check_image(p: Path, ds: Any) -> None:
         raise ImageReadError(
             f"{printable(p)}: DICOM BitsAllocated {ds.get('BitsAllocated')} is not supported (8 or 16)"
         )
+    _check_native_length(p, ds)
+
+
+def _check_native_length(p: Path, ds: Any) -> None:
+    """Uncompressed pixel data must hold exactly Rows x Columns x samples x bytes (plus one pad byte).
+
+    Otherwise the header is wrong (e.g. Columns one short) and the image would be read sheared or fail deep
+    inside a library; it is refused instead.
+    """
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or getattr(syntax, "is_compressed", True):
+        return
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.BitsAllocated)
+    expected = rows * columns * samples * bits // 8
+    actual = len(ds.PixelData)
+    if actual not in (expected, expected + 1):
+        raise ImageReadError(
+            f"{printable(p)}: DICOM pixel data holds {actual} bytes, but Rows {rows} x Columns {columns} x "
+            f"{samples} sample(s) x {bits} bits make {expected}: the header does not describe the pixels"
+        )
 
 
 def _to_display(p: Path, ds: Any, pixels: np.ndarray) -> np.ndarray:

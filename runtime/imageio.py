@@ -73,6 +73,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{printable(p)}: {exc}") from exc
     if image.size == 0:
         raise ImageReadError(f"{printable(p)}: image has no pixels")
+    if image.dtype.kind == "f" and not np.isfinite(image).any():  # cpp/src/imageio.cpp: the same rule
+        raise ImageReadError(f"{printable(p)}: image holds no finite pixel values (all NaN or infinite)")
     if not (is_gif(data) or is_jpeg(data)) and image.ndim == 3:  # OpenCV's BGR(A) -> RGB
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(image)
@@ -159,6 +161,24 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _atomic_write_bytes(Path(path), data)
 
 
+def _is_suffixless_dicom(path: Path) -> bool:
+    """A name without a suffix holding the DICOM Part 10 preamble (cameras write such files)."""
+    if path.suffix or path.name.startswith("."):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly inside ``folder`` (by suffix, or DICOM by content), sorted by name.
+
+    Only regular files: a FIFO or a device would block the reader. cpp/src/main.cpp lists the same files.
+    """
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_suffixless_dicom(p))
+    )

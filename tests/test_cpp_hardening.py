@@ -167,3 +167,16 @@ def test_item9_cpp_names_dicom_files_in_a_folder(cpp_binary: Path, tiny_bundle: 
     failures = json.loads((out / "summary.json").read_text())["failures"]
     assert [f["file"] for f in failures] == [str(d / "CAMERA0001"), str(d / "eye.dcm")]
     assert all("DICOM is not supported by the C++ binary" in f["error"] for f in failures)
+
+
+def test_item9_cpp_refuses_an_all_nan_float_tiff(cpp_binary: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    from test_hardening import nan_tiff
+
+    d = tmp_path / "d"
+    d.mkdir()
+    nan_tiff(d / "nan.tif")
+    out = tmp_path / "out"
+    proc = run_cpp(cpp_binary, str(d), "-o", str(out), "--model", str(tiny_bundle), "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    (failure,) = json.loads((out / "summary.json").read_text())["failures"]
+    assert failure["error"] == f"{d / 'nan.tif'}: image holds no finite pixel values (all NaN or infinite)"

@@ -259,3 +259,109 @@ def test_item12_huge_tile_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
     (bundle / "model.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match=r"tiling.tile must be an integer >= 32, <= 2048"):
         load_bundle(bundle)
+
+
+# --- items 4 and 7: watch mode retries a failed write and sees a new photograph under an old name ---------------
+
+
+def test_item7_watch_sees_a_new_photograph_with_the_old_size_and_mtime(tmp_path: Path) -> None:
+    from fundus_vessels.runtime.watch import LEDGER_NAME, Ledger, Watcher, file_key
+
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    out_dir.mkdir()
+    photo = in_dir / "eye.png"
+    photo.write_bytes(b"A" * 100)
+    ledger = Ledger(out_dir / LEDGER_NAME, str(in_dir.resolve()))
+    ledger.record("eye.png", file_key(photo), "sha-of-A", "eye", {"file": str(photo)}, None)
+    old = photo.stat()
+    new = in_dir / "incoming"
+    new.write_bytes(b"B" * 100)  # same size
+    os.utime(new, ns=(old.st_atime_ns, old.st_mtime_ns))  # same modification time
+    os.replace(new, photo)
+    assert (photo.stat().st_size, photo.stat().st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    watcher = Watcher(in_dir, ledger, settle=0.01)
+    watcher.observe({"eye.png"}, now=0.0)
+    assert "eye.png" in watcher.pending
+
+
+def test_item4_watch_retries_a_write_that_failed(tmp_path: Path, monkeypatch) -> None:
+    import argparse
+    import errno
+
+    from fundus_vessels.runtime import cli, watch
+
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    (photo,) = write_synthetic_images(in_dir, count=1)
+    out_dir.mkdir()
+    calls = []
+
+    def run_job(job, *args, **kwargs):
+        calls.append(job.source)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return {"file": job.source, "vessel_fraction": 0.1, "seconds": 0.0}
+
+    monkeypatch.setattr(cli, "run_job", run_job)
+    monkeypatch.setattr(watch, "build_summary", lambda *a, **k: {})
+    args = argparse.Namespace(output_dir=out_dir, quiet=True, keep_identifiers=False, quality="flag", fov="auto")
+    args.settle = 0.01
+    ledger = watch.Ledger.load(out_dir, in_dir)
+    watcher = watch.Watcher(in_dir, ledger, settle=0.01)
+    key = watch.file_key(photo)
+    watch._process(args, None, "auto", ("mask",), watcher, photo.name, key)
+    record = json.loads((out_dir / watch.LEDGER_NAME).read_text())["files"][photo.name]
+    assert record["failure"]["transient"] and record["retry"]
+    assert photo.name in watcher.pending  # tried again in this run, after RETRY_SECONDS
+
+    restarted = watch.Ledger.load(out_dir, in_dir)  # space freed, watcher restarted
+    assert not restarted.is_done(photo.name, key)
+    again = watch.Watcher(in_dir, restarted, settle=0.01)
+    again.observe({photo.name}, now=0.0)
+    ((name, ready_key),) = again.ready(now=1.0)
+    watch._process(args, None, "auto", ("mask",), again, name, ready_key)
+    assert len(calls) == 2
+    record = json.loads((out_dir / watch.LEDGER_NAME).read_text())["files"][photo.name]
+    assert "entry" in record and "retry" not in record
+    assert watch.Ledger.load(out_dir, in_dir).is_done(photo.name, key)
+
+
+# --- items 8 and 9: nothing skipped or accepted without a word ------------------------------------------------
+
+
+def test_item9_suffixless_dicom_in_a_folder_is_segmented(tiny_bundle: Path, tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    make_dicom(d / "CAMERA0001", small_fundus(300, 280))
+    out = tmp_path / "out"
+    assert main([str(d), "-o", str(out), "--model", str(tiny_bundle), "--quiet", "--save", "mask"]) == 0
+    assert [e["file"] for e in summary_of(out)["images"]] == [str(d / "CAMERA0001")]
+
+
+def nan_tiff(path: Path) -> None:
+    import cv2
+
+    assert cv2.imwrite(str(path), np.full((64, 64), np.nan, np.float32))
+
+
+def test_item9_all_nan_float_tiff_is_refused(tmp_path: Path) -> None:
+    from fundus_vessels.runtime.imageio import ImageReadError
+
+    path = tmp_path / "nan.tif"
+    nan_tiff(path)
+    with pytest.raises(ImageReadError, match="image holds no finite pixel values"):
+        read_image(path)
+
+
+def test_item8_dicom_whose_columns_do_not_match_its_pixels_is_refused(tmp_path: Path) -> None:
+    from fundus_vessels.runtime.imageio import ImageReadError
+
+    for name, edit in {"columns": ("Columns", -1), "rows": ("Rows", None)}.items():
+        path = tmp_path / f"{name}.dcm"
+        make_dicom(path, small_fundus(120, 100))
+        ds = pydicom.dcmread(path)
+        keyword, delta = edit
+        setattr(ds, keyword, getattr(ds, keyword) + delta if delta else getattr(ds, keyword) // 2)
+        ds.save_as(path)
+        with pytest.raises(ImageReadError, match="the header does not describe the pixels"):
+            read_image(path)

@@ -203,6 +203,16 @@ bool pnmSize(const std::vector<std::uint8_t>& d, std::uint64_t& width, std::uint
     return true;
 }
 
+// At least one finite sample in a float image (an all-NaN TIFF is not a photograph).
+bool hasFinitePixel(const cv::Mat& image) {
+    cv::Mat samples;
+    image.reshape(1, 1).convertTo(samples, CV_64F);
+    for (int i = 0; i < samples.cols; ++i) {
+        if (std::isfinite(samples.at<double>(0, i))) return true;
+    }
+    return false;
+}
+
 // A DICOM Part 10 file: a 128-byte preamble, then "DICM".
 bool isDicom(const std::vector<std::uint8_t>& data) {
     return data.size() >= 132 && data[128] == 'D' && data[129] == 'I' && data[130] == 'C' && data[131] == 'M';
@@ -321,6 +331,9 @@ Result<cv::Mat> readImage(const std::string& path) {
     if (!diagnostics.empty()) return readError(path, decoderRefusal(diagnostics));
     if (image.empty()) return readError(path, "not a readable image (" + failure + ")");
     if (image.dims != 2 || image.total() == 0) return readError(path, "image has no pixels");
+    if ((image.depth() == CV_32F || image.depth() == CV_64F) && !hasFinitePixel(image)) {  // runtime/imageio.py
+        return readError(path, "image holds no finite pixel values (all NaN or infinite)");
+    }
     if (image.channels() == 4) {
         cv::cvtColor(image, image, cv::COLOR_BGRA2RGB);
     } else if (image.channels() == 3) {
