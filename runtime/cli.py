@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -139,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every backend/precision available here vs ONNX Runtime CPU FP32; writes OUTDIR/self-test.json",
     )
     return parser
+
+
+def usable_threads(threads: int | None, quiet: bool) -> int | None:
+    """``--threads``, at most the CPUs this process may run on: more only queue (999 took minutes per image)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is None or threads <= cpus:
+        return threads
+    if not quiet:
+        print(f"{PROG}: --threads {threads}: using {cpus}, the CPUs this process may use", file=sys.stderr)
+    return cpus
 
 
 def parse_save(value: str) -> tuple[str, ...]:
@@ -374,6 +385,7 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)
     imageio.set_max_pixels(args.max_pixels)
+    args.threads = usable_threads(args.threads, args.quiet)
     fov = parse_fov(args.fov)
     clash = input_folder_clash(args.output_dir, args.inputs)
     if clash:

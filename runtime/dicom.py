@@ -83,6 +83,8 @@ def is_dicom(path: str | os.PathLike) -> bool:
     p = Path(path)
     if p.suffix.lower() in DICOM_SUFFIXES:
         return True
+    if not p.is_file():  # opening a FIFO would block
+        return False
     try:
         with open(p, "rb") as f:
             f.seek(DICOM_MAGIC_OFFSET)

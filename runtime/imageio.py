@@ -55,6 +55,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     A file whose decoder reports any warning or error is refused (:mod:`fundus_vessels.runtime.decode`).
     """
     p = Path(path)
+    if p.exists() and not p.is_file():  # a FIFO or a device would block the reader; a folder is not an image
+        raise ImageReadError(f"{printable(p)}: not a regular file")
     if not p.is_file():
         raise ImageReadError(f"{printable(p)}: no such file")
     if p.stat().st_size == 0:

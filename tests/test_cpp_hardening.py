@@ -180,3 +180,21 @@ def test_item9_cpp_refuses_an_all_nan_float_tiff(cpp_binary: Path, tiny_bundle: 
     assert proc.returncode == 1, proc.stderr
     (failure,) = json.loads((out / "summary.json").read_text())["failures"]
     assert failure["error"] == f"{d / 'nan.tif'}: image holds no finite pixel values (all NaN or infinite)"
+
+
+def test_item13_cpp_fifo_and_deep_model_json(cpp_binary: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "camera.png"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    proc = run_cpp(cpp_binary, str(fifo), "-o", str(out), "--model", str(tiny_bundle), "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads((out / "summary.json").read_text())["failures"][0]["error"] == f"{fifo}: not a regular file"
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    text = (bundle / "model.json").read_text().rstrip().removesuffix("}")
+    (bundle / "model.json").write_text(text + ', "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    (image,) = write_synthetic_images(tmp_path / "in", count=1)
+    proc = run_cpp(cpp_binary, str(image), "-o", str(tmp_path / "o2"), "--model", str(bundle), "--quiet")
+    assert proc.returncode == 2, proc  # was: a segmentation fault
+    assert b"model.json: not a model.json (nested too deeply)" in proc.stderr

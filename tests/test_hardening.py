@@ -365,3 +365,38 @@ def test_item8_dicom_whose_columns_do_not_match_its_pixels_is_refused(tmp_path: 
         ds.save_as(path)
         with pytest.raises(ImageReadError, match="the header does not describe the pixels"):
             read_image(path)
+
+
+# --- item 13: no hang, no traceback -------------------------------------------------------------------------------
+
+
+def test_item13_fifo_input_is_refused_not_waited_on(tiny_bundle: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "camera.png"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fundus_vessels.runtime", str(fifo), "-o", str(out), "--model", str(tiny_bundle),
+         "--quiet"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert summary_of(out)["failures"] == [{"file": str(fifo), "error": f"{fifo}: not a regular file"}]
+
+
+def test_item13_threads_beyond_the_cpus_are_capped(capsys) -> None:
+    from fundus_vessels.runtime.cli import usable_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    assert usable_threads(999, quiet=False) == cpus
+    assert f"--threads 999: using {cpus}" in capsys.readouterr().err
+    assert usable_threads(1, quiet=False) == 1 and usable_threads(None, quiet=False) is None
+
+
+def test_item13_deeply_nested_model_json_is_a_bundle_error(tiny_bundle: Path, tmp_path: Path, capsys) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    text = (bundle / "model.json").read_text().rstrip().removesuffix("}")
+    (bundle / "model.json").write_text(text + ', "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    (image,) = write_synthetic_images(tmp_path / "in", count=1)
+    assert main([str(image), "-o", str(tmp_path / "out"), "--model", str(bundle), "--quiet"]) == 2
+    assert "model.json: not a model.json (nested too deeply)" in capsys.readouterr().err

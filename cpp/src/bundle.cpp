@@ -260,6 +260,37 @@ Result<std::string> Bundle::modelPath(const std::string& precision, bool verify)
     return path;
 }
 
+namespace {
+
+// model.json nests 4 deep; OpenCV's JSON parser recurses per level and overflows the stack near 100 000
+// (runtime/bundle.py MAX_JSON_DEPTH: the same limit, checked before parsing).
+constexpr int kMaxJsonDepth = 64;
+
+int jsonDepth(const std::string& text) {
+    int depth = 0, deepest = 0;
+    bool inString = false, escaped = false;
+    for (const char c : text) {
+        if (inString) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                inString = false;
+            }
+        } else if (c == '"') {
+            inString = true;
+        } else if (c == '{' || c == '[') {
+            deepest = std::max(deepest, ++depth);
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+    return deepest;
+}
+
+}  // namespace
+
 Result<Bundle> loadBundle(const std::string& root) {
     const std::string metaPath = joinPath(root, kModelJson);
     if (!isDirectory(root)) return bundleError(root + ": bundle folder not found");
@@ -270,6 +301,7 @@ Result<Bundle> loadBundle(const std::string& root) {
     text << in.rdbuf();
     if (text.str().find_first_not_of(" \t\r\n") == std::string::npos) return bundleError(metaPath + ": file is empty");
 
+    if (jsonDepth(text.str()) > kMaxJsonDepth) return bundleError(metaPath + ": not a model.json (nested too deeply)");
     cv::FileStorage fs;
     try {
         fs.open(text.str(), cv::FileStorage::READ | cv::FileStorage::MEMORY | cv::FileStorage::FORMAT_JSON);

@@ -277,7 +277,8 @@ std::string pathStem(const std::string& path) {
 
 Result<cv::Mat> readImage(const std::string& path) {
     struct stat info {};
-    if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) return readError(path, "no such file");
+    if (::stat(path.c_str(), &info) != 0) return readError(path, "no such file");
+    if (!S_ISREG(info.st_mode)) return readError(path, "not a regular file");  // a FIFO would block the reader
     if (info.st_size == 0) return readError(path, "file is empty");
     std::ifstream in(path, std::ios::binary);
     std::vector<std::uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

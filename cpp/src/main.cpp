@@ -2,6 +2,7 @@
 // Mirrors the Python runtime/cli.py (outputs, summary.json, exit codes); cpp/README.md lists the
 // supported subset.
 #include <dirent.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -104,6 +105,18 @@ std::vector<Job> collectJobs(const std::vector<std::string>& inputs, std::vector
         for (const std::string& path : found) jobs.push_back(makeJob(path));
     }
     return jobs;
+}
+
+// --threads, at most the CPUs this process may run on (runtime/cli.py usable_threads: same rule and note).
+int usableThreads(int threads, bool quiet) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const int cpus = ::sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+    if (threads <= cpus) return threads;
+    if (!quiet) {
+        std::cerr << kProg << ": --threads " << threads << ": using " << cpus << ", the CPUs this process may use\n";
+    }
+    return cpus;
 }
 
 void usageFailure(const std::string& message) {
@@ -264,7 +277,7 @@ int run(const fundus::CliArgs& args) {
     fundus::BackendOptions options;
     options.backend = args.backend;
     options.precision = args.precision;
-    options.threads = args.threads;
+    options.threads = usableThreads(args.threads, args.quiet);
     auto backend = fundus::createBackend(*bundle, options);
     if (!backend) {
         usageFailure(backend.status().message());
