@@ -14,9 +14,11 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from fundus_vessels.runtime import dicom, imageio, lock
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
@@ -300,6 +302,11 @@ def image_entry(job: Job, image: np.ndarray) -> dict:
     }
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line: lines joined by a space, OpenCV's ``>`` quote marks dropped (C++: oneLine)."""
+    return " ".join(line.strip().lstrip(">").strip() for line in text.splitlines() if line.strip(" >"))
+
+
 def failure_entry(source: str, exc: Exception) -> dict:
     """The summary's failure entry for ``exc``; printed to stderr with the file named once.
 
@@ -307,6 +314,9 @@ def failure_entry(source: str, exc: Exception) -> dict:
     be fine, and watch mode tries it again.
     """
     reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
+    if isinstance(exc, cv2.error):  # OpenCV's five-line text: its own description, on one line
+        reason = f"OpenCV: {one_line(getattr(exc, 'err', '') or str(exc))}"
+    reason = one_line(reason)
     named = reason if source in reason else f"{source}: {reason}"
     tqdm.write(f"{PROG}: {named}", file=sys.stderr)
     entry = {"file": source, "error": reason}
@@ -408,8 +418,22 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
     return segmenter, fov, kinds
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (numpy, ...) as one line of ours, not Python's two-line report."""
+    tqdm.write(f"{PROG}: warning: {one_line(str(message))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``fundus-infer``; returns the exit status."""
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -189,8 +189,11 @@ def read_dicom_image(path: str | os.PathLike) -> np.ndarray:
     except Exception as exc:  # missing decoder plugin, truncated or corrupt pixel data
         syntax = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         name = getattr(syntax, "name", None) or "unknown transfer syntax"
+        reason = redact(" ".join(str(exc).split()), ds)
+        missing = any(w in reason.lower() for w in ("plugin", "dependenc", "no module"))  # not: truncated data
+        hint = "; the 'clinic' extra brings the JPEG decoders" if missing else ""
         raise ImageReadError(
-            f"{printable(p)}: cannot decode the {name} pixel data ({exc.__class__.__name__}: {redact(str(exc), ds)})"
+            f"{printable(p)}: cannot decode the {name} pixel data ({exc.__class__.__name__}: {reason}){hint}"
         ) from exc
     return _to_display(p, ds, pixels)
 

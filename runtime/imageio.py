@@ -75,11 +75,30 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{printable(p)}: {exc}") from exc
     if image.size == 0:
         raise ImageReadError(f"{printable(p)}: image has no pixels")
+    unsupported = unsupported_pixels(image)
+    if unsupported:
+        raise ImageReadError(f"{printable(p)}: {unsupported}")
     if image.dtype.kind == "f" and not np.isfinite(image).any():  # cpp/src/imageio.cpp: the same rule
         raise ImageReadError(f"{printable(p)}: image holds no finite pixel values (all NaN or infinite)")
     if not (is_gif(data) or is_jpeg(data)) and image.ndim == 3:  # OpenCV's BGR(A) -> RGB
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(image)
+
+
+def unsupported_pixels(image: np.ndarray) -> str | None:
+    """Why the pipeline cannot take ``image``'s sample type, or None (cpp/src/imageio.cpp: the same words).
+
+    Signed integers are not light intensities; colour float64 has no colour conversion in OpenCV (gray
+    float64 is read).
+    """
+    if image.dtype.kind == "i":
+        return f"unsupported pixel type {image.dtype} (images are 8- or 16-bit unsigned, or floating point)"
+    if image.dtype == np.float64 and image.ndim == 3:
+        return (
+            f"unsupported pixel type float64 with {image.shape[2]} channels "
+            "(colour images are 8- or 16-bit unsigned, or float32)"
+        )
+    return None
 
 
 def read_binary_mask(path: str | os.PathLike) -> np.ndarray:

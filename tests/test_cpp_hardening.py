@@ -198,3 +198,39 @@ def test_item13_cpp_fifo_and_deep_model_json(cpp_binary: Path, tiny_bundle: Path
     proc = run_cpp(cpp_binary, str(image), "-o", str(tmp_path / "o2"), "--model", str(bundle), "--quiet")
     assert proc.returncode == 2, proc  # was: a segmentation fault
     assert b"model.json: not a model.json (nested too deeply)" in proc.stderr
+
+
+def test_item15_signed_and_colour_float64_tiffs_same_one_line_message(cpp_binary: Path, tiny_bundle, tmp_path) -> None:
+    import cv2
+    import numpy as np
+    from runtime_fixtures import small_fundus
+
+    d = tmp_path / "d"
+    d.mkdir()
+    rgb = small_fundus(64, 64)
+    for dtype in (np.int8, np.int16, np.int32, np.float64):
+        for channels, image in (("rgb", rgb), ("gray", rgb[:, :, 1])):
+            assert cv2.imwrite(str(d / f"{channels}_{np.dtype(dtype).name}.tif"), (image // 2).astype(dtype))
+    outputs = {}
+    for who, argv in {
+        "c++": [str(cpp_binary)],
+        "python": [sys.executable, "-m", "fundus_vessels.runtime", "--backend", "opencv"],
+    }.items():
+        out = tmp_path / who
+        proc = subprocess.run(
+            [*argv, str(d), "-o", str(out), "--model", str(tiny_bundle), "--quiet", "--save", "mask", "--quality",
+             "off"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        assert len(proc.stderr.splitlines()) == 7, proc.stderr  # one line per refused file
+        outputs[who] = json.loads((out / "summary.json").read_text())["failures"]
+    assert outputs["python"] == outputs["c++"]
+    errors = {Path(f["file"]).name: f["error"] for f in outputs["python"]}
+    assert sorted(errors) == sorted(p.name for p in d.iterdir() if p.name != "gray_float64.tif")
+    assert errors["rgb_int16.tif"].endswith(
+        "unsupported pixel type int16 (images are 8- or 16-bit unsigned, or floating point)"
+    )
+    assert errors["rgb_float64.tif"].endswith(
+        "unsupported pixel type float64 with 3 channels (colour images are 8- or 16-bit unsigned, or float32)"
+    )

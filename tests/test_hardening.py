@@ -400,3 +400,41 @@ def test_item13_deeply_nested_model_json_is_a_bundle_error(tiny_bundle: Path, tm
     (image,) = write_synthetic_images(tmp_path / "in", count=1)
     assert main([str(image), "-o", str(tmp_path / "out"), "--model", str(bundle), "--quiet"]) == 2
     assert "model.json: not a model.json (nested too deeply)" in capsys.readouterr().err
+
+
+# --- item 15: one line of ours ------------------------------------------------------------------------------------
+
+
+def test_item15_opencv_errors_and_warnings_are_one_line(capsys) -> None:
+    import warnings
+
+    import cv2
+    from fundus_vessels.runtime.cli import failure_entry, show_warning
+
+    try:
+        cv2.cvtColor(np.zeros((4, 4, 3), np.int8), cv2.COLOR_BGR2RGB)
+    except cv2.error as exc:
+        entry = failure_entry("x.tif", exc)
+    assert "\n" not in entry["error"] and entry["error"].startswith("OpenCV: Unsupported depth of input image:")
+    show_warning(RuntimeWarning("invalid value encountered\nin divide"), RuntimeWarning, "numpy.py", 1)
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "fundus-infer: warning: invalid value encountered in divide"
+    assert warnings.showwarning is not show_warning  # only inside main()
+
+
+def test_item15_dicom_pixel_error_without_decoder_hint(tmp_path: Path) -> None:
+    from fundus_vessels.runtime.imageio import ImageReadError
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    path = tmp_path / "eye.dcm"
+    make_dicom(path, small_fundus(64, 64))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xe0 not really a jpeg"])
+    ds.save_as(path)
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    message = str(caught.value)
+    assert "cannot decode the" in message and "\n" not in message
+    assert PATIENT_ID not in message

@@ -213,6 +213,58 @@ bool hasFinitePixel(const cv::Mat& image) {
     return false;
 }
 
+// runtime/imageio.py unsupported_pixels: the same words.
+std::string signedPixelType(int depth) {
+    switch (depth) {
+        case CV_8S:
+            return "int8";
+        case CV_16S:
+            return "int16";
+        case CV_32S:
+            return "int32";
+        default:
+            return "";
+    }
+}
+
+std::string unsupportedSigned(const std::string& type) {
+    return "unsupported pixel type " + type + " (images are 8- or 16-bit unsigned, or floating point)";
+}
+
+std::string unsupportedColourFloat64(int channels) {
+    return "unsupported pixel type float64 with " + std::to_string(channels) +
+           " channels (colour images are 8- or 16-bit unsigned, or float32)";
+}
+
+// A TIFF whose first IFD stores signed-integer or 64-bit floating-point colour samples: OpenCV 4.6's decoder
+// fails inside imdecode on some of them with its own multi-line text, so they are refused from the header,
+// with runtime/imageio.py's words. Empty when the file is none of these.
+std::string tiffUnsupported(const std::vector<std::uint8_t>& d) {
+    if (d.size() < 8 || !(std::memcmp(d.data(), "II*\0", 4) == 0 || std::memcmp(d.data(), "MM\0*", 4) == 0)) {
+        return "";
+    }
+    const bool little = d[0] == 'I';
+    auto read = [&](std::uint64_t at, int size) -> std::uint64_t {
+        if (at + std::uint64_t(size) > d.size()) return 0;
+        return little ? readLittle(d, std::size_t(at), size) : readBig(d, std::size_t(at), size);
+    };
+    const std::uint64_t ifd = read(4, 4);
+    const std::uint64_t count = read(ifd, 2);
+    std::uint64_t samples = 1, bits = 0, format = 1;
+    for (std::uint64_t i = 0; i < count && ifd + 14 + 12 * i <= d.size(); ++i) {
+        const std::uint64_t entry = ifd + 2 + 12 * i;
+        const std::uint64_t tag = read(entry, 2), kind = read(entry + 2, 2), n = read(entry + 4, 4);
+        if (kind != 3) continue;  // SHORT values only
+        const std::uint64_t first = n * 2 <= 4 ? read(entry + 8, 2) : read(read(entry + 8, 4), 2);
+        if (tag == 277) samples = first;
+        if (tag == 258) bits = first;
+        if (tag == 339) format = first;
+    }
+    if (format == 2 && (bits == 8 || bits == 16 || bits == 32)) return unsupportedSigned("int" + std::to_string(bits));
+    if (format == 3 && bits == 64 && samples > 1) return unsupportedColourFloat64(int(samples));
+    return "";
+}
+
 // A DICOM Part 10 file: a 128-byte preamble, then "DICM".
 bool isDicom(const std::vector<std::uint8_t>& data) {
     return data.size() >= 132 && data[128] == 'D' && data[129] == 'I' && data[130] == 'C' && data[131] == 'M';
@@ -315,6 +367,8 @@ Result<cv::Mat> readImage(const std::string& path) {
         }
         return std::move(*decoded);
     }
+    const std::string unsupported = tiffUnsupported(data);
+    if (!unsupported.empty()) return readError(path, unsupported);
     // Any warning or error the decoder prints refuses the file (runtime/decode.py: same rule)
     cv::Mat image;
     std::string failure = "OpenCV could not decode it";
@@ -332,6 +386,10 @@ Result<cv::Mat> readImage(const std::string& path) {
     if (!diagnostics.empty()) return readError(path, decoderRefusal(diagnostics));
     if (image.empty()) return readError(path, "not a readable image (" + failure + ")");
     if (image.dims != 2 || image.total() == 0) return readError(path, "image has no pixels");
+    if (!signedPixelType(image.depth()).empty())
+        return readError(path, unsupportedSigned(signedPixelType(image.depth())));
+    if (image.depth() == CV_64F && image.channels() > 1)
+        return readError(path, unsupportedColourFloat64(image.channels()));
     if ((image.depth() == CV_32F || image.depth() == CV_64F) && !hasFinitePixel(image)) {  // runtime/imageio.py
         return readError(path, "image holds no finite pixel values (all NaN or infinite)");
     }

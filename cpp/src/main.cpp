@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 #include <opencv2/core/utility.hpp>
 
@@ -119,8 +120,22 @@ int usableThreads(int threads, bool quiet) {
     return cpus;
 }
 
+// `text` as one line: lines joined by a space, OpenCV's '>' quote marks dropped (runtime/cli.py one_line).
+std::string oneLine(const std::string& text) {
+    std::string out, line;
+    std::istringstream lines(text);
+    while (std::getline(lines, line)) {
+        const auto start = line.find_first_not_of(" \t\r>");
+        if (start == std::string::npos) continue;
+        line = line.substr(start);
+        line.erase(line.find_last_not_of(" \t\r") + 1);
+        out += (out.empty() ? "" : " ") + line;
+    }
+    return out;
+}
+
 void usageFailure(const std::string& message) {
-    std::cerr << kProg << ": error: " << message << "\n";
+    std::cerr << kProg << ": error: " << oneLine(message) << "\n";
 }
 
 // Creates OUTDIR and proves a file can be written there.
@@ -319,13 +334,14 @@ int runLocked(const fundus::CliArgs& args, const fundus::Bundle& bundle, fundus:
             try {
                 entry = runJob(job, args, bundle, backend, fov, threshold, progress, refused);
             } catch (const cv::Exception& e) {  // one bad image must not stop the batch
-                entry = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV error: " + e.msg);
+                entry = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV: " + oneLine(e.err));
             } catch (const std::exception& e) {
                 entry = fundus::Status::error(fundus::ErrorCode::kBackend, e.what());
             }
         }
         if (!entry) {
-            const std::string reason = fundus::printable(entry.status().message());  // names as summary.json has them
+            // one line, names as summary.json has them
+            const std::string reason = oneLine(fundus::printable(entry.status().message()));
             failures.push_back({job.source, reason});
             const bool named = reason.find(job.source) != std::string::npos;
             std::cerr << kProg << ": " << (named ? reason : job.source + ": " + reason) << "\n";
