@@ -23,7 +23,7 @@ _ATTEMPTS = 5
 
 
 class OutputFolderBusy(RuntimeError):
-    """Another live run holds the output folder's lock."""
+    """Another live run holds the output folder's lock (or the folder cannot be locked at all)."""
 
 
 def _holder(fd: int) -> str:
@@ -47,7 +47,10 @@ def acquire(out_dir: Path, prog: str) -> int:
     """Lock ``out_dir`` for this process; returns the lock's file descriptor (see :func:`release`)."""
     path = Path(out_dir) / LOCK_NAME
     for _ in range(_ATTEMPTS):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # read-only or missing folder
+            raise OutputFolderBusy(f"{out_dir}: cannot lock the output folder ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -56,6 +59,9 @@ def acquire(out_dir: Path, prog: str) -> int:
             raise OutputFolderBusy(
                 f"{out_dir}: output folder in use by {holder}; wait for it to finish or choose another -o"
             ) from None
+        except OSError as exc:  # e.g. ENOLCK on a share without lock support
+            os.close(fd)
+            raise OutputFolderBusy(f"{out_dir}: cannot lock the output folder ({exc.strerror or exc})") from None
         if _same_file(fd, path):  # not a file the previous holder unlinked after we opened it
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             os.ftruncate(fd, 0)

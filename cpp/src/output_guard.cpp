@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include <sys/file.h>
@@ -140,8 +142,17 @@ Result<int> acquireOutputLock(const std::string& outDir, const std::string& prog
     const std::string path = outDir + "/" + kLockName;
     for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
         const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (fd < 0) return Status::error(ErrorCode::kIo, printable(path) + ": cannot create the output folder's lock");
+        if (fd < 0) {
+            return Status::error(ErrorCode::kIo,
+                                 printable(outDir) + ": cannot lock the output folder (" + std::strerror(errno) + ")");
+        }
         if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            if (errno != EWOULDBLOCK) {  // e.g. ENOLCK on a share without lock support
+                const std::string why = std::strerror(errno);
+                ::close(fd);
+                return Status::error(ErrorCode::kIo,
+                                     printable(outDir) + ": cannot lock the output folder (" + why + ")");
+            }
             const std::string holder = holderOf(fd);
             ::close(fd);
             return Status::error(ErrorCode::kUsage, printable(outDir) + ": output folder in use by " + holder +
