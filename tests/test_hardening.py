@@ -154,13 +154,28 @@ def test_item2_bad_birth_date_neither_leaks_nor_leaves_a_mask(tiny_bundle: Path,
     text = (out / "summary.json").read_text() + captured.err + captured.out
     for secret in ("1960-01-01", "19600101", PATIENT_ID, "Doe", ds.StudyInstanceUID, ds.SOPInstanceUID):
         assert secret not in text, secret
-    summary = summary_of(out)
-    if status == 0:  # the malformed date is blanked in the copy highdicom gets: the SEG is written
-        assert summary["images"][0]["outputs"] == {"mask": "eye_mask.png", "dicom-seg": "eye_seg.dcm"}
-        seg = pydicom.dcmread(out / "eye_seg.dcm")
-        assert seg.PatientID == PATIENT_ID and not seg.PatientBirthDate
-    else:
-        assert not list(out.glob("eye_*"))
+    assert status == 0  # the malformed date is blanked in the copy highdicom gets: the SEG is written
+    assert summary_of(out)["images"][0]["outputs"] == {"mask": "eye_mask.png", "dicom-seg": "eye_seg.dcm"}
+    seg = pydicom.dcmread(out / "eye_seg.dcm")
+    assert seg.PatientID == PATIENT_ID and not seg.PatientBirthDate
+
+
+def test_item2_a_failed_dicom_seg_leaves_no_mask(tiny_bundle: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from fundus_vessels.runtime import dicom
+
+    source = tmp_path / "in" / "eye.dcm"
+    source.parent.mkdir()
+    make_dicom(source, small_fundus(300, 280, seed=1))
+
+    def fail(path, ds, mask, model):
+        raise ValueError(f"Unable to convert '{ds.PatientID}' for {ds.PatientName}")
+
+    monkeypatch.setattr(dicom, "write_segmentation", fail)
+    out = tmp_path / "out"
+    assert main([str(source), "-o", str(out), "--model", str(tiny_bundle), "--save", "mask,dicom-seg"]) == 1
+    text = (out / "summary.json").read_text() + capsys.readouterr().err
+    assert PATIENT_ID not in text and "Doe" not in text and "Unable to convert '<redacted>'" in text
+    assert not list(out.glob("eye_*"))
 
 
 def test_item2_errors_about_a_dicom_are_scrubbed_of_its_identifiers(tmp_path: Path) -> None:
