@@ -147,6 +147,31 @@ class Bundle:
         self.spec = BundleSpec.from_json(self.meta, self.meta_path)
 
 
+MAX_JSON_DEPTH = 64  # model.json nests 4 deep; cpp/src/bundle.cpp kMaxJsonDepth (OpenCV's parser recurses)
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``{``/``[`` in JSON ``text`` (brackets inside strings not counted)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "}]":
+            depth -= 1
+    return deepest
+
+
 def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
     """Load and validate a bundle: a folder, or the name of a shipped bundle (default: :data:`DEFAULT_MODEL`).
 
@@ -160,7 +185,10 @@ def load_bundle(root: str | os.PathLike | None = None) -> Bundle:
     if not meta_path.is_file():
         raise BundleError(f"{folder}: not a model bundle ({MODEL_JSON} missing)")
     try:
-        meta = json.loads(meta_path.read_text())
+        text = meta_path.read_text()
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise BundleError(f"{meta_path}: not a model.json (nested too deeply)")
+        meta = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{meta_path}: not valid JSON ({exc})") from exc
     return Bundle(folder, meta)  # validates every contract value (BundleSpec.from_json)

@@ -23,6 +23,8 @@ from fundus_vessels.runtime.scale import ScaleConfig
 
 BUNDLE_FORMAT = "fundus-bundle/1"
 TILE_MULTIPLE = 32  # the same rule as training's config (train/config.py): the U-Net halves the tile 4 times
+MAX_TILE = 2048  # one tile's activations stay near 1 GB (the shipped bundles use 256); cpp/src/bundle.cpp kMaxTile
+MAX_CLAHE_GRID = 64  # CLAHE keeps a histogram per grid cell: grid 64 is 4096 cells (shipped: 8)
 CHANNELS = ("gray", "green")
 PREPROCESS_KEYS = ("channel", "clahe_clip", "clahe_grid", "mean", "std")
 TILING_KEYS = ("tile", "overlap")
@@ -200,7 +202,13 @@ def _preprocess(check: _Checker, section: dict) -> PreprocessConfig:
     return PreprocessConfig(
         channel=check.string(section, "channel", "preprocess.channel", "'gray' or 'green'", CHANNELS.__contains__),
         clahe_clip=check.number(section, "clahe_clip", "preprocess.clahe_clip", "a finite number > 0", lambda v: v > 0),
-        clahe_grid=check.integer(section, "clahe_grid", "preprocess.clahe_grid", "an integer >= 1", lambda v: v >= 1),
+        clahe_grid=check.integer(
+            section,
+            "clahe_grid",
+            "preprocess.clahe_grid",
+            f"an integer in [1, {MAX_CLAHE_GRID}]",
+            lambda v: 1 <= v <= MAX_CLAHE_GRID,
+        ),
         mean=check.number(section, "mean", "preprocess.mean", "a finite number"),
         std=check.number(section, "std", "preprocess.std", "a finite number > 0", lambda v: v > 0),
     )
@@ -208,8 +216,10 @@ def _preprocess(check: _Checker, section: dict) -> PreprocessConfig:
 
 def _tiling(check: _Checker, section: dict) -> TilingSpec:
     check.known_keys(section, "tiling", TILING_KEYS)
-    rule = f"an integer >= {TILE_MULTIPLE} and a multiple of {TILE_MULTIPLE}"
-    tile = check.integer(section, "tile", "tiling.tile", rule, lambda t: t >= TILE_MULTIPLE and t % TILE_MULTIPLE == 0)
+    rule = f"an integer >= {TILE_MULTIPLE}, <= {MAX_TILE} and a multiple of {TILE_MULTIPLE}"
+    tile = check.integer(
+        section, "tile", "tiling.tile", rule, lambda t: TILE_MULTIPLE <= t <= MAX_TILE and t % TILE_MULTIPLE == 0
+    )
     rule = f"an integer with 0 <= overlap < tiling.tile ({tile})"
     return TilingSpec(tile, check.integer(section, "overlap", "tiling.overlap", rule, lambda o: 0 <= o < tile))
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
-from fundus_vessels.runtime import dicom
+from fundus_vessels.runtime import dicom, imageio, lock
 from fundus_vessels.runtime.backends import BACKENDS, PRECISIONS, BackendError
 from fundus_vessels.runtime.bundle import (
     DEFAULT_BUNDLE,
@@ -42,6 +45,7 @@ from fundus_vessels.runtime.inference import DEFAULT_BATCH
 from fundus_vessels.runtime.measure.arguments import add_infer_arguments
 from fundus_vessels.runtime.metrics import ConfusionMatrix
 from fundus_vessels.runtime.outputs import DICOM_KINDS, SAVE_KINDS, save_outputs
+from fundus_vessels.runtime.outputs_guard import OutputPlan, input_folder_clash, output_names, printable
 from fundus_vessels.runtime.pictures import write_demo_pictures
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.quality import QUALITY_MODES, assess_image, assess_scale, assess_vessels, rounded
@@ -173,6 +177,12 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", action="store_true", help="also write OUTDIR/report.html, self-contained")
     add_infer_arguments(parser)  # --measure, --pixel-size-um, --camera-fov-deg
     parser.add_argument("--keep-identifiers", action="store_true", help="DICOM patient/study IDs into summary.json")
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=imageio.DEFAULT_MAX_PIXELS,
+        help="refuse an image whose header declares more pixels, before decoding it (default: 100000000)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every backend/precision available here vs ONNX Runtime CPU FP32; writes OUTDIR/self-test.json",
     )
     return parser
+
+
+def usable_threads(threads: int | None, quiet: bool) -> int | None:
+    """``--threads``, at most the CPUs this process may run on: more only queue (999 took minutes per image)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is None or threads <= cpus:
+        return threads
+    if not quiet:
+        print(f"{PROG}: --threads {threads}: using {cpus}, the CPUs this process may use", file=sys.stderr)
+    return cpus
 
 
 def parse_save(value: str) -> tuple[str, ...]:
@@ -238,7 +258,7 @@ def collect_jobs(inputs: list[str], demo: bool) -> tuple[list[Job], list[dict]]:
         files = list_images(path) if path.is_dir() else [path]
         if not files:
             failures.append({"file": item, "error": "folder holds no images"})
-        jobs.extend(Job(source=str(f), stem=f.stem, path=f) for f in files)
+        jobs.extend(Job(source=printable(f), stem=f.stem, path=f) for f in files)
     if demo:
         synthetic = make_synthetic_fundus()
         source = f"{DEMO_STEM}_input.png"  # the drawn photograph, written into OUTDIR beside its demo_* outputs
@@ -269,6 +289,30 @@ def run_job(
     """
     start = time.perf_counter()
     source = dicom.read_header(job.path) if job.path is not None and dicom.is_dicom(job.path) else None
+    written: list[Path] = []
+    try:
+        return _run_job(job, segmenter, fov, out_dir, kinds, keep_identifiers, quality, source, start, written)
+    except Exception as exc:
+        for path in written:  # a failed image leaves none of its outputs behind
+            path.unlink(missing_ok=True)
+        if source is None or keep_identifiers:
+            raise
+        scrubbed = dicom.redact(str(exc), source)  # no identifier in the message
+        raise (OSError if isinstance(exc, OSError) else ValueError)(scrubbed) from None
+
+
+def _run_job(
+    job: Job,
+    segmenter: Segmenter,
+    fov: FovSpec,
+    out_dir: Path,
+    kinds: tuple[str, ...],
+    keep_identifiers: bool,
+    quality: str,
+    source: object,
+    start: float,
+    written: list[Path],
+) -> dict:
     if source is None and "dicom-seg" in kinds:
         raise ValueError(f"{job.source}: --save dicom-seg needs a DICOM input, this is not one")
     if job.image is None:
@@ -280,10 +324,13 @@ def run_job(
     if report is not None and report.rejected and quality == "refuse":
         return {**image_entry(job, image), "refused": True, "quality": rounded(report), "outputs": {}}
     result = segmenter.segment(image, fov)
-    outputs = save_outputs(out_dir, job.stem, image, result, kinds)
+    seg_name = f"{job.stem}{dicom.SEG_SUFFIX}"
+    if "dicom-seg" in kinds:  # first: it is the output most likely to fail, on the source's header
+        dicom.write_segmentation(out_dir / seg_name, source, result.mask, segmenter.bundle.root.name)
+        written.append(out_dir / seg_name)
+    outputs = save_outputs(out_dir, job.stem, image, result, kinds, written)
     if "dicom-seg" in kinds:
-        outputs["dicom-seg"] = f"{job.stem}{dicom.SEG_SUFFIX}"
-        dicom.write_segmentation(out_dir / outputs["dicom-seg"], source, result.mask, segmenter.bundle.root.name)
+        outputs["dicom-seg"] = seg_name
     entry = {
         **image_entry(job, image),
         "backend": segmenter.backend.name,
@@ -317,12 +364,25 @@ def image_entry(job: Job, image: np.ndarray) -> dict:
     }
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line: lines joined by a space, OpenCV's ``>`` quote marks dropped (C++: oneLine)."""
+    return " ".join(line.strip().lstrip(">").strip() for line in text.splitlines() if line.strip(" >"))
+
+
 def failure_entry(source: str, exc: Exception) -> dict:
-    """The summary's failure entry for ``exc``; printed to stderr with the file named once."""
+    """The summary's failure entry for ``exc``; printed to stderr with the file named once.
+
+    An ``OSError`` (disk full, permissions, an I/O error) is marked ``transient: true``: the image itself may
+    be fine, and watch mode tries it again.
+    """
     reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
+    if isinstance(exc, cv2.error):  # OpenCV's five-line text: its own description, on one line
+        reason = f"OpenCV: {one_line(getattr(exc, 'err', '') or str(exc))}"
+    reason = one_line(reason)
     named = reason if source in reason else f"{source}: {reason}"
     tqdm.write(f"{PROG}: {named}", file=sys.stderr)
-    return {"file": source, "error": reason}
+    entry = {"file": source, "error": reason}
+    return entry | {"transient": True} if isinstance(exc, OSError) else entry
 
 
 def segment_job(
@@ -407,11 +467,16 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
     if not args.inputs and not args.demo and args.watch is None:
         raise UsageError("no INPUT given (or use --demo or --watch IN)")
     kinds = parse_save(args.save)
+    imageio.set_max_pixels(args.max_pixels)
+    args.threads = usable_threads(args.threads, args.quiet)
     fov = parse_fov(args.fov)
     if args.measure and (hint := missing_extra("measure")):
         raise UsageError(f"--measure {hint}")
     if "dicom-seg" in kinds and (hint := missing_extra("clinic", ("pydicom", "highdicom"))):
         raise UsageError(f"--save dicom-seg {hint}")
+    clash = input_folder_clash(args.output_dir, args.inputs)
+    if clash:
+        raise UsageError(clash)
     prepare_output_dir(args.output_dir)
     try:
         segmenter = Segmenter(
@@ -430,8 +495,22 @@ def setup(args: argparse.Namespace) -> tuple[Segmenter, FovSpec, tuple[str, ...]
     return segmenter, fov, kinds
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (numpy, ...) as one line of ours, not Python's two-line report."""
+    tqdm.write(f"{PROG}: warning: {one_line(str(message))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``fundus-infer``; returns the exit status."""
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -446,21 +525,39 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    if args.watch is not None:
-        from fundus_vessels.runtime.watch import watch_command
+    try:
+        held = lock.acquire(args.output_dir, PROG)
+    except lock.OutputFolderBusy as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.watch is not None:
+            from fundus_vessels.runtime.watch import watch_command
 
-        return watch_command(args, segmenter, fov, kinds)
+            return watch_command(args, segmenter, fov, kinds)
+        return run_batch(args, segmenter, fov, kinds)
+    finally:
+        lock.release(args.output_dir, held)
 
+
+def job_outputs(job: Job, kinds: tuple[str, ...], measure: bool) -> list[str]:
+    """The files ``job`` writes into the output folder (the demo also writes its drawn photograph)."""
+    names = output_names(job.stem, kinds, measure, dicom.SEG_SUFFIX)
+    return names if job.path is not None else [*names, f"{job.stem}_input.png"]
+
+
+def run_batch(args: argparse.Namespace, segmenter: Segmenter, fov: FovSpec, kinds: tuple[str, ...]) -> int:
+    """Segment every INPUT (and the demo) into the locked output folder; returns the exit status."""
     jobs, failures = collect_jobs(args.inputs, args.demo)
     for failure in failures:
         print(f"{PROG}: {failure['file']}: {failure['error']}", file=sys.stderr)
-    images, used_stems = [], {}
+    images = []
+    plan = OutputPlan(args.output_dir, [job.path for job in jobs if job.path is not None])
     for job in tqdm(jobs, disable=args.quiet or len(jobs) < 2, unit="img", file=sys.stderr):
-        if job.stem in used_stems:
-            clash = ValueError(f"output name {job.stem!r} already used by {used_stems[job.stem]}")
-            failures.append(failure_entry(job.source, clash))
+        refusal = plan.claim(job.source, job.stem, job_outputs(job, kinds, args.measure))
+        if refusal is not None:
+            failures.append(failure_entry(job.source, ValueError(refusal)))
             continue
-        used_stems[job.stem] = job.source
         entry, failure = segment_job(
             job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers, args.quality
         )

@@ -14,12 +14,39 @@ from pathlib import Path
 import cv2
 import numpy as np
 from fundus_vessels.runtime.decode import ImageDecodeError, decode_image, is_gif, is_jpeg
+from fundus_vessels.runtime.image_header import declared_size
+from fundus_vessels.runtime.outputs_guard import printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm", ".dcm", ".dicom")
+# The pixel cap (--max-pixels): an image whose header declares more is refused before any decoding.
+# 100 megapixels is twice the largest fundus cameras' (about 7000 x 7000) and bounds one image's peak
+# memory (README, "Memory"); the C++ binary has the same default (cpp/src/imageio.cpp kDefaultMaxPixels).
+DEFAULT_MAX_PIXELS = 100_000_000
+_max_pixels = DEFAULT_MAX_PIXELS
 
 
 class ImageReadError(ValueError):
     """An input file that is missing, empty or not a readable image."""
+
+
+def set_max_pixels(limit: int) -> None:
+    """The pixel cap for this process (``--max-pixels``); OpenCV's own decoders get it too."""
+    global _max_pixels
+    _max_pixels = int(limit)
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(_max_pixels)  # read by OpenCV at its first decode
+
+
+def max_pixels() -> int:
+    return _max_pixels
+
+
+def check_pixels(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse ``path`` when ``width`` x ``height`` exceeds the pixel cap (the same message as the C++ binary)."""
+    if width * height > _max_pixels:
+        raise ImageReadError(
+            f"{printable(path)}: image too large ({width}x{height} = {round(width * height / 1e6, 1):g} megapixels; "
+            f"limit {round(_max_pixels / 1e6, 1):g} megapixels, --max-pixels changes it)"
+        )
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -28,24 +55,50 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     A file whose decoder reports any warning or error is refused (:mod:`fundus_vessels.runtime.decode`).
     """
     p = Path(path)
+    if p.exists() and not p.is_file():  # a FIFO or a device would block the reader; a folder is not an image
+        raise ImageReadError(f"{printable(p)}: not a regular file")
     if not p.is_file():
-        raise ImageReadError(f"{p}: no such file")
+        raise ImageReadError(f"{printable(p)}: no such file")
     if p.stat().st_size == 0:
-        raise ImageReadError(f"{p}: file is empty")
+        raise ImageReadError(f"{printable(p)}: file is empty")
     from fundus_vessels.runtime import dicom  # imports this module; pydicom itself only when a file is DICOM
 
     if dicom.is_dicom(p):
         return dicom.read_dicom_image(p)
     data = p.read_bytes()
+    size = declared_size(data)
+    if size is not None:
+        check_pixels(p, *size)
     try:
         image = decode_image(data)
     except ImageDecodeError as exc:
-        raise ImageReadError(f"{p}: {exc}") from exc
+        raise ImageReadError(f"{printable(p)}: {exc}") from exc
     if image.size == 0:
-        raise ImageReadError(f"{p}: image has no pixels")
+        raise ImageReadError(f"{printable(p)}: image has no pixels")
+    unsupported = unsupported_pixels(image)
+    if unsupported:
+        raise ImageReadError(f"{printable(p)}: {unsupported}")
+    if image.dtype.kind == "f" and not np.isfinite(image).any():  # cpp/src/imageio.cpp: the same rule
+        raise ImageReadError(f"{printable(p)}: image holds no finite pixel values (all NaN or infinite)")
     if not (is_gif(data) or is_jpeg(data)) and image.ndim == 3:  # OpenCV's BGR(A) -> RGB
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(image)
+
+
+def unsupported_pixels(image: np.ndarray) -> str | None:
+    """Why the pipeline cannot take ``image``'s sample type, or None (cpp/src/imageio.cpp: the same words).
+
+    Signed integers are not light intensities; colour float64 has no colour conversion in OpenCV (gray
+    float64 is read).
+    """
+    if image.dtype.kind == "i":
+        return f"unsupported pixel type {image.dtype} (images are 8- or 16-bit unsigned, or floating point)"
+    if image.dtype == np.float64 and image.ndim == 3:
+        return (
+            f"unsupported pixel type float64 with {image.shape[2]} channels "
+            "(colour images are 8- or 16-bit unsigned, or float32)"
+        )
+    return None
 
 
 def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
@@ -129,6 +182,24 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _atomic_write_bytes(Path(path), data)
 
 
+def _is_suffixless_dicom(path: Path) -> bool:
+    """A name without a suffix holding the DICOM Part 10 preamble (cameras write such files)."""
+    if path.suffix or path.name.startswith("."):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly inside ``folder`` (by suffix, or DICOM by content), sorted by name.
+
+    Only regular files: a FIFO or a device would block the reader. cpp/src/main.cpp lists the same files.
+    """
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_suffixless_dicom(p))
+    )

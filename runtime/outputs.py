@@ -28,16 +28,28 @@ def overlay_png(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return overlay_rgb(photo, mask)
 
 
-def save_outputs(out_dir: Path, stem: str, photo: np.ndarray, result: Result, kinds: tuple[str, ...]) -> dict[str, str]:
-    """Write ``<stem>_<kind>.png`` for each image kind (others are skipped); returns ``{kind: file name}``."""
+def save_outputs(
+    out_dir: Path,
+    stem: str,
+    photo: np.ndarray,
+    result: Result,
+    kinds: tuple[str, ...],
+    written: list[Path] | None = None,
+) -> dict[str, str]:
+    """Write ``<stem>_<kind>.png`` for each image kind (others are skipped); returns ``{kind: file name}``.
+
+    Each file is appended to ``written`` once it is complete (the caller removes them if a later step fails).
+    """
     render = {
         "mask": lambda: mask_png(result.mask),
         "prob": lambda: probability_png(result.probability),
         "overlay": lambda: overlay_png(photo, result.mask),
     }
-    written = {}
+    done = {}
     for kind in (k for k in kinds if k in render):
         name = f"{stem}_{kind}.png"
         write_image(out_dir / name, render[kind]())
-        written[kind] = name
-    return written
+        done[kind] = name
+        if written is not None:
+            written.append(out_dir / name)
+    return done

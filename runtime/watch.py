@@ -4,9 +4,13 @@
   Hidden names and temporary suffixes (``.part``, ``.tmp``, ...) are not looked at, so a camera that writes
   ``x.jpg.part`` and renames it to ``x.jpg`` is picked up at the rename.
 - ``OUT/watch-ledger.json`` (rewritten atomically after every image) records each file done with its size,
-  modification time and sha256: a restart skips what it holds and takes up everything else. An image whose
-  outputs were written but whose ledger entry was not (killed in between) is segmented again on restart and
-  its outputs overwritten (atomically, with the same content). A file replaced by new content is a new image.
+  modification and change times, inode and sha256: a restart skips what it holds and takes up everything else.
+  A new photograph under an old name is seen even with the old size and modification time (its change time or
+  inode differs; the sha256 then decides). A failure to read or write a file (disk full, permissions: the
+  failure is marked ``transient``) is not done: it is tried again after :data:`RETRY_SECONDS`, and on restart.
+  An image whose outputs were written but whose ledger entry was not (killed in between) is segmented again on
+  restart and its outputs overwritten (atomically, with the same content).
+  A file replaced by new content is a new image.
 - File events come from ``watchdog`` (inotify on Linux); on network shares (NFS, SMB, ...), whose changes made
   by other machines raise no local events, or with ``--watch-poll``, the folder is listed every half settle
   time instead. With events, the folder is still listed every :data:`RESCAN_SECONDS` as a safety net.
@@ -33,6 +37,7 @@ from fundus_vessels.runtime.bundle import sha256_file
 from fundus_vessels.runtime.cli import PROG, Job, UsageError, build_summary, failure_entry, segment_job
 from fundus_vessels.runtime.extras import extra_hint
 from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, write_json
+from fundus_vessels.runtime.outputs_guard import printable
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.results_table import write_results
 
@@ -43,9 +48,11 @@ NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ncpfs", "ceph", "glusterfs", "lustre", "gpfs", "davfs"}
 )
 RESCAN_SECONDS = 30.0
+RETRY_SECONDS = 60.0  # a transient failure (disk full, ...) is tried again this long after
 MIN_POLL_SECONDS = 0.2
 
-FileKey = tuple[int, int]  # (size, mtime_ns)
+FileKey = tuple[int, int, int, int]  # (size, mtime_ns, ctime_ns, inode)
+KEY_FIELDS = ("size", "mtime_ns", "ctime_ns", "inode")
 
 
 def is_candidate(name: str) -> bool:
@@ -59,12 +66,17 @@ def is_input(path: Path) -> bool:
 
 
 def file_key(path: Path) -> FileKey | None:
-    """(size, mtime_ns) of a regular file, or None when it is gone or not a file."""
+    """(size, mtime_ns, ctime_ns, inode) of a regular file, or None when it is gone or not a file.
+
+    The change time and inode tell a new photograph copied over an old one even when it keeps the old one's
+    size and modification time (``cp -p``, a camera's clock); they also change on ``chmod`` or a backup's
+    restore, after which the sha256 finds the content already done.
+    """
     try:
         st = path.stat()
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns) if os.path.isfile(path) else None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) if os.path.isfile(path) else None
 
 
 def filesystem_type(path: Path) -> str | None:
@@ -116,15 +128,16 @@ class Ledger:
         return ledger
 
     def is_done(self, name: str, key: FileKey) -> bool:
+        """Recorded with this key, and not a transient failure that waits for a retry."""
         record = self.files.get(name)
-        return record is not None and (record["size"], record["mtime_ns"]) == key
+        return record is not None and not record.get("retry") and tuple(record.get(k) for k in KEY_FIELDS) == key
 
     def same_content(self, name: str, key: FileKey, sha256: str) -> bool:
-        """True when ``name`` was done with this content; its new size/time are then recorded."""
+        """True when ``name`` was done with this content; its new key is then recorded."""
         record = self.files.get(name)
-        if record is None or record["sha256"] != sha256:
+        if record is None or record.get("retry") or record["sha256"] != sha256:
             return False
-        record["size"], record["mtime_ns"] = key
+        record.update(zip(KEY_FIELDS, key, strict=True))
         return True
 
     def stem_owner(self, name: str, stem: str) -> str | None:
@@ -133,8 +146,10 @@ class Ledger:
 
     def record(self, name: str, key: FileKey, sha256: str, stem: str, entry: dict | None, failure: dict | None):
         self.files.pop(name, None)  # re-insert: the ledger and summary list files in the order done
-        self.files[name] = {"size": key[0], "mtime_ns": key[1], "sha256": sha256, "stem": stem}
+        self.files[name] = {**dict(zip(KEY_FIELDS, key, strict=True)), "sha256": sha256, "stem": stem}
         self.files[name] |= {"entry": entry} if entry is not None else {"failure": failure}
+        if failure is not None and failure.get("transient"):
+            self.files[name]["retry"] = True  # not done: tried again later, and after a restart
 
     def save(self) -> None:
         write_json(self.path, {"version": LEDGER_VERSION, "input": self.input_dir, "files": self.files})
@@ -345,7 +360,7 @@ def _process(
     if ledger.same_content(name, key, sha256):
         ledger.save()
         return
-    job = Job(source=str(path), stem=path.stem, path=path)
+    job = Job(source=printable(path), stem=path.stem, path=path)
     owner = ledger.stem_owner(name, job.stem)
     if owner is not None:
         entry, failure = (
@@ -364,6 +379,8 @@ def _process(
         return
     ledger.record(name, key, sha256, job.stem, entry, failure)
     ledger.save()
+    if failure is not None and failure.get("transient"):
+        watcher.retry(name, key, time.monotonic() + RETRY_SECONDS - watcher.settle)
     images, failures = ledger.results()
     summary = build_summary(segmenter, args.fov, images, failures, args.quality)
     summary["watch"] = {"input": ledger.input_dir, "settle_s": args.settle}

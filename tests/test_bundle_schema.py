@@ -49,7 +49,7 @@ def _both(*edits: Callable[[dict], None]) -> Callable[[dict], None]:
     return edit
 
 
-TILE_RULE = "an integer >= 32 and a multiple of 32"
+TILE_RULE = "an integer >= 32, <= 2048 and a multiple of 32"
 THRESHOLD_RULE = "a finite number in (0, 1)"
 SCALE = {"reference_diameter": 540.0, "tolerance": 0.05, "factor_range": [0.1, 1.5]}
 REFERENCE_RULE = "a finite number in [0, 4096] (pixels; 0: no scale normalisation)"
@@ -89,7 +89,12 @@ BROKEN = {
         "output.classes must be a list of at least 2 class names (got a list)",
     ),
     "channel 'blue'": (_set("preprocess.channel", "blue"), "preprocess.channel must be 'gray' or 'green' (got 'blue')"),
-    "clahe_grid 0": (_set("preprocess.clahe_grid", 0), "preprocess.clahe_grid must be an integer >= 1 (got 0)"),
+    "clahe_grid 0": (_set("preprocess.clahe_grid", 0), "preprocess.clahe_grid must be an integer in [1, 64] (got 0)"),
+    "clahe_grid 100000": (
+        _set("preprocess.clahe_grid", 100000),
+        "preprocess.clahe_grid must be an integer in [1, 64] (got 100000)",
+    ),
+    "tile 32768": (_set("tiling.tile", 32768), f"tiling.tile must be {TILE_RULE} (got 32768)"),
     "std 'one'": (_set("preprocess.std", "one"), "preprocess.std must be a finite number > 0 (got 'one')"),
     "no preprocess.mean": (_drop("preprocess.mean"), "preprocess.mean missing (must be a finite number)"),
     "unknown preprocess key": (

@@ -122,3 +122,76 @@ def test_corpus_is_reproducible(tmp_path: Path, seed: int) -> None:
     second = write_corpus(tmp_path / "b", 24, seed, None)
     assert [p.name for p in first] == [p.name for p in second]
     assert all(p.read_bytes() == q.read_bytes() for p, q in zip(first, second, strict=True))
+
+
+def write_hostile_corpus(folder: Path, count: int, seed: int) -> list[str]:
+    """Issue 23's inputs: header bombs of every format at random declared sizes around the pixel cap, signed and
+    colour float64 TIFFs, an all-NaN TIFF, a FIFO and a file name that is not UTF-8; returns their summary names."""
+    from runtime_fixtures import small_fundus
+    from test_cpp_hardening import bmp_header_bomb, gif_header_bomb, tiff_header_bomb
+    from test_hardening import jpeg_header_bomb, nan_tiff, png_header_bomb
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    makers = {
+        "png": png_header_bomb,
+        "jpg": jpeg_header_bomb,
+        "tif": tiff_header_bomb,
+        "bmp": bmp_header_bomb,
+        "gif": gif_header_bomb,
+        "pgm": lambda w, h: f"P5\n{w} {h}\n255\n".encode() + bytes(64),
+    }
+    limits = {"jpg": 65535, "gif": 65535, "bmp": 2**31 - 1}
+    for i in range(count):
+        suffix = list(makers)[i % len(makers)]
+        top = limits.get(suffix, 2**32 - 1)
+        # half near the cap (1e8 pixels: 10,000 x 10,000), half anywhere
+        side = 10_000 if i % 2 else int(rng.integers(1, top))
+        width = int(min(top, max(1, side + rng.integers(-50, 50))))
+        height = int(min(top, max(1, 10_000 + rng.integers(-50, 50)))) if i % 2 else int(rng.integers(1, top))
+        (folder / f"bomb{i:03d}_{width}x{height}.{suffix}").write_bytes(makers[suffix](width, height))
+    rgb = small_fundus(64, 64)
+    for dtype in (np.int8, np.int16, np.int32, np.float64):
+        name = np.dtype(dtype).name
+        assert cv2.imwrite(str(folder / f"rgb_{name}.tif"), (rgb // 2).astype(dtype))
+    nan_tiff(folder / "nan.tif")
+    os.mkfifo(folder / "fifo.png")
+    good = folder / "good.png"
+    assert cv2.imwrite(str(good), rgb[:, :, ::-1])
+    latin1 = os.path.join(os.fsencode(folder), b"caf\xe9.png")
+    Path(os.fsdecode(latin1)).write_bytes(good.read_bytes())
+    # a FIFO in a folder is not listed by either (only regular files are); given by name it is refused
+    names = [str(p) for p in folder.iterdir() if p.name not in ("caf\udce9.png", "fifo.png")]
+    return [*names, str(folder / "caf\\xe9.png")]
+
+
+def test_both_implementations_agree_on_hostile_files(cpp_binary: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    """Issue 23: bombs refused from the header by both, with the same message; nothing hangs or leaks."""
+    corpus = tmp_path / "hostile"
+    names = write_hostile_corpus(corpus, 60, SEED)
+    common = ["--model", str(tiny_bundle), "--quiet", "--save", "mask", "--quality", "off"]
+    py_out, cpp_out = tmp_path / "py", tmp_path / "cpp"
+    python = [sys.executable, "-m", "fundus_vessels.runtime", "--backend", "opencv"]
+    inputs = [str(corpus), str(corpus / "fifo.png")]
+    py = subprocess.run([*python, *inputs, "-o", str(py_out), *common], capture_output=True, timeout=300)
+    cpp = subprocess.run([str(cpp_binary), *inputs, "-o", str(cpp_out), *common], capture_output=True, timeout=300)
+    for proc in (py, cpp):
+        proc.stderr = proc.stderr.decode("utf-8")  # every line of ours is UTF-8, whatever the file names
+    check_run(py, py_out, "python")
+    check_run(cpp, cpp_out, "c++")
+    py_result, cpp_result = outcomes(py_out), outcomes(cpp_out)
+    assert set(py_result) == set(cpp_result) == {*names, str(corpus / "fifo.png")}
+    ours = ("image too large (", "unsupported pixel type", "not a regular file", "no finite pixel values")
+    for path in sorted(names):
+        a, b = py_result[path], cpp_result[path]
+        assert a[0] == b[0], f"{path}: python {a}, c++ {b}"
+        if a[0] == "refused" and any(words in a[1] for words in ours):
+            assert a == b, f"{path}: python {a}, c++ {b}"  # our own words: the same, word for word
+        elif a[0] == "refused":  # a decoder's words (OpenCV 4.6 in C++, the wheel's in Python): the same class
+            assert reason_class(a[1], path) == reason_class(b[1], path), f"{path}: python {a}, c++ {b}"
+    bombs = [r for f, r in py_result.items() if "/bomb" in f]
+    capped = [r for r in bombs if r[0] == "refused" and "image too large (" in r[1]]
+    assert len(capped) >= len(bombs) // 2, bombs[:5]
+    assert py_result[str(corpus / "fifo.png")] == ("refused", f"{corpus / 'fifo.png'}: not a regular file")
+    assert py_result[str(corpus / "caf\\xe9.png")][0] == "ok" == py_result[str(corpus / "good.png")][0]
+    print(f"hostile: {len(names)} files, {len(capped)} bombs refused by the pixel cap, 0 disagreements")

@@ -169,9 +169,7 @@ def load_data(cfg: TrainConfig, info: distributed.DistInfo) -> Data:
     preprocess = PreprocessConfig(cfg.channel, cfg.clahe_clip, cfg.clahe_grid)
     samples = load_datasets(cfg.data, Path(cfg.data_root), "train", cfg.scale_reference)
     train_samples, val_samples = split_validation(samples, cfg.val_fraction, cfg.seed, cfg.val_split)
-    sampler = PatchSampler(
-        prepare(train_samples, preprocess), cfg.patch_size, cfg.seed, cfg.augment, cfg.weight_of()
-    )
+    sampler = PatchSampler(prepare(train_samples, preprocess), cfg.patch_size, cfg.seed, cfg.augment, cfg.weight_of())
     patches = EpochPatches(sampler, cfg.samples_per_epoch)
     dist_sampler = DistributedSampler(patches, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
     tiling = {"tile": cfg.tile, "overlap": cfg.overlap}

@@ -38,6 +38,8 @@ Status bundleError(const std::string& message) {
 // "<file>: <dotted.key> must be <rule> (got <value>)" or "<file>: <dotted.key> missing (must be <rule>)".
 constexpr int kTileMultiple = 32;
 constexpr int kMaxReferenceDiameter = 4096;  // px (runtime/bundle_schema.py MAX_REFERENCE_DIAMETER)
+constexpr int kMaxTile = 2048;     // runtime/bundle_schema.py MAX_TILE: a valid bundle cannot exhaust memory
+constexpr int kMaxClaheGrid = 64;  // runtime/bundle_schema.py MAX_CLAHE_GRID
 
 // A value as runtime/bundle_schema.py's shown() writes it: strings quoted, floats as Python's repr.
 std::string shown(const cv::FileNode& node) {
@@ -169,8 +171,8 @@ Status readPreprocess(const Checker& check, const cv::FileNode& pre, PreprocessC
         return s;
     }
     if (!(s = check.integer(
-              pre["clahe_grid"], "preprocess.clahe_grid", "an integer >= 1", [](int v) { return v >= 1; },
-              p.claheGrid))) {
+              pre["clahe_grid"], "preprocess.clahe_grid", "an integer in [1, " + std::to_string(kMaxClaheGrid) + "]",
+              [](int v) { return 1 <= v && v <= kMaxClaheGrid; }, p.claheGrid))) {
         return s;
     }
     if (!(s = check.number(pre["mean"], "preprocess.mean", "a finite number", anything, p.mean))) return s;
@@ -182,9 +184,11 @@ Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bund
     if (!(s = check.section(tiling, "tiling"))) return s;
     if (!(s = check.knownKeys(tiling, "tiling", {"tile", "overlap"}))) return s;
     const std::string multiple = std::to_string(kTileMultiple);
-    auto tileOk = [](int t) { return t >= kTileMultiple && t % kTileMultiple == 0; };
-    if (!(s = check.integer(tiling["tile"], "tiling.tile",
-                            "an integer >= " + multiple + " and a multiple of " + multiple, tileOk, bundle.tile))) {
+    auto tileOk = [](int t) { return t >= kTileMultiple && t <= kMaxTile && t % kTileMultiple == 0; };
+    if (!(s = check.integer(
+              tiling["tile"], "tiling.tile",
+              "an integer >= " + multiple + ", <= " + std::to_string(kMaxTile) + " and a multiple of " + multiple,
+              tileOk, bundle.tile))) {
         return s;
     }
     const int tile = bundle.tile;
@@ -346,6 +350,37 @@ std::vector<std::string> shippedBundleNames() {
     return names;
 }
 
+namespace {
+
+// model.json nests 4 deep; OpenCV's JSON parser recurses per level and overflows the stack near 100 000
+// (runtime/bundle.py MAX_JSON_DEPTH: the same limit, checked before parsing).
+constexpr int kMaxJsonDepth = 64;
+
+int jsonDepth(const std::string& text) {
+    int depth = 0, deepest = 0;
+    bool inString = false, escaped = false;
+    for (const char c : text) {
+        if (inString) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                inString = false;
+            }
+        } else if (c == '"') {
+            inString = true;
+        } else if (c == '{' || c == '[') {
+            deepest = std::max(deepest, ++depth);
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+    return deepest;
+}
+
+}  // namespace
+
 Result<Bundle> loadBundle(const std::string& root) {
     const std::string metaPath = joinPath(root, kModelJson);
     if (!isDirectory(root)) {
@@ -361,6 +396,7 @@ Result<Bundle> loadBundle(const std::string& root) {
     text << in.rdbuf();
     if (text.str().find_first_not_of(" \t\r\n") == std::string::npos) return bundleError(metaPath + ": file is empty");
 
+    if (jsonDepth(text.str()) > kMaxJsonDepth) return bundleError(metaPath + ": not a model.json (nested too deeply)");
     cv::FileStorage fs;
     try {
         fs.open(text.str(), cv::FileStorage::READ | cv::FileStorage::MEMORY | cv::FileStorage::FORMAT_JSON);

@@ -96,6 +96,8 @@ std::string usageText(const std::string& program) {
            "  --batch N            tiles per model call (TensorRT; OpenCV DNN runs one at a time)\n"
            "                       (default: 4)\n"
            "  --threads N          CPU threads for OpenCV (default: all)\n"
+           "  --max-pixels N       refuse an image whose header declares more pixels, before\n"
+           "                       decoding it (default: 100000000)\n"
            "  --quiet              no per-image progress lines\n"
            "  --self-test          no INPUT: every backend/precision this binary runs here vs ONNX\n"
            "                       Runtime CPU FP32 outputs stored in the bundle; writes\n"
@@ -226,6 +228,12 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
             status = takeValue(text);
             if (status && !parsePositiveInt(text, args.batch)) {
                 status = usageError("--batch must be a positive integer (got '" + text + "')");
+            }
+        } else if (arg == "--max-pixels") {
+            std::string text;
+            status = takeValue(text);
+            if (status && !parsePositiveInt(text, args.maxPixels)) {
+                status = usageError("--max-pixels must be a positive integer (got '" + text + "')");
             }
         } else if (arg == "--debug-dump") {  // hidden: float planes for the parity tests
             status = takeValue(args.debugDump);

@@ -2,6 +2,7 @@
 // Mirrors the Python runtime/cli.py (outputs, summary.json, exit codes); cpp/README.md lists the
 // supported subset.
 #include <dirent.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 #include <opencv2/core/utility.hpp>
 
@@ -16,6 +18,7 @@
 #include "fundus/bundle.h"
 #include "fundus/cli_args.h"
 #include "fundus/imageio.h"
+#include "fundus/output_guard.h"
 #include "fundus/pipeline.h"
 #include "fundus/quality.h"
 #include "fundus/results_csv.h"
@@ -35,8 +38,25 @@ constexpr int kExitImageFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitRefused = 4;  // added when --quality refuse refused an image (runtime/cli.py EXIT_REFUSED)
 
-// runtime/imageio.py IMAGE_SUFFIXES
-const char* const kImageSuffixes[] = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm"};
+// runtime/imageio.py IMAGE_SUFFIXES (DICOM files are listed to be refused by name, not skipped)
+const char* const kImageSuffixes[] = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif",
+                                      ".bmp", ".ppm",  ".pgm", ".dcm", ".dicom"};
+
+// A name without a suffix: DICOM cameras write such files (runtime/imageio.py list_images looks at them too).
+bool hasNoSuffix(const std::string& name) {
+    const auto dot = name.find_last_of('.');
+    return dot == std::string::npos || dot == 0;
+}
+
+bool hasDicomPreamble(const std::string& path) {
+    std::FILE* file = std::fopen(path.c_str(), "rb");
+    if (!file) return false;
+    char magic[4] = {};
+    const bool found = std::fseek(file, 128, SEEK_SET) == 0 && std::fread(magic, 1, 4, file) == 4 && magic[0] == 'D' &&
+                       magic[1] == 'I' && magic[2] == 'C' && magic[3] == 'M';
+    std::fclose(file);
+    return found;
+}
 
 bool hasImageSuffix(const std::string& name) {
     std::string lower = name;
@@ -50,9 +70,14 @@ bool hasImageSuffix(const std::string& name) {
 }
 
 struct Job {
-    std::string source;
+    std::string path;    // as found (bytes)
+    std::string source;  // as reported: fundus::printable(path)
     std::string stem;
 };
+
+Job makeJob(const std::string& path) {
+    return {path, fundus::printable(path), fundus::pathStem(path)};
+}
 
 struct Failure {
     std::string file;
@@ -64,26 +89,54 @@ std::vector<Job> collectJobs(const std::vector<std::string>& inputs, std::vector
     std::vector<Job> jobs;
     for (const std::string& input : inputs) {
         if (!fundus::isDirectory(input)) {
-            jobs.push_back({input, fundus::pathStem(input)});
+            jobs.push_back(makeJob(input));
             continue;
         }
         std::vector<std::string> found;
         if (DIR* dir = ::opendir(input.c_str())) {
             while (dirent* entry = ::readdir(dir)) {
                 const std::string path = fundus::joinPath(input, entry->d_name);
-                if (hasImageSuffix(entry->d_name) && fundus::isFile(path)) found.push_back(path);
+                const bool image = hasImageSuffix(entry->d_name) ||
+                                   (entry->d_name[0] != '.' && hasNoSuffix(entry->d_name) && hasDicomPreamble(path));
+                if (image && fundus::isFile(path)) found.push_back(path);
             }
             ::closedir(dir);
         }
         std::sort(found.begin(), found.end());
-        if (found.empty()) failures.push_back({input, "folder holds no images"});
-        for (const std::string& path : found) jobs.push_back({path, fundus::pathStem(path)});
+        if (found.empty()) failures.push_back({fundus::printable(input), "folder holds no images"});
+        for (const std::string& path : found) jobs.push_back(makeJob(path));
     }
     return jobs;
 }
 
+// --threads, at most the CPUs this process may run on (runtime/cli.py usable_threads: same rule and note).
+int usableThreads(int threads, bool quiet) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const int cpus = ::sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+    if (threads <= cpus) return threads;
+    if (!quiet) {
+        std::cerr << kProg << ": --threads " << threads << ": using " << cpus << ", the CPUs this process may use\n";
+    }
+    return cpus;
+}
+
+// `text` as one line: lines joined by a space, OpenCV's '>' quote marks dropped (runtime/cli.py one_line).
+std::string oneLine(const std::string& text) {
+    std::string out, line;
+    std::istringstream lines(text);
+    while (std::getline(lines, line)) {
+        const auto start = line.find_first_not_of(" \t\r>");
+        if (start == std::string::npos) continue;
+        line = line.substr(start);
+        line.erase(line.find_last_not_of(" \t\r") + 1);
+        out += (out.empty() ? "" : " ") + line;
+    }
+    return out;
+}
+
 void usageFailure(const std::string& message) {
-    std::cerr << kProg << ": error: " << message << "\n";
+    std::cerr << kProg << ": error: " << oneLine(message) << "\n";
 }
 
 // Creates OUTDIR and proves a file can be written there.
@@ -124,7 +177,7 @@ fundus::Status writeOutputs(const fundus::CliArgs& args, const std::string& stem
 
 // The summary entry's description of the input image (channels: what the file stores, alpha included).
 fundus::Json imageEntry(const Job& job, const cv::Mat& image) {
-    const int stored = fundus::storedChannels(job.source);
+    const int stored = fundus::storedChannels(job.path);
     const int depth = image.depth();
     const int bitDepth = depth == CV_16U || depth == CV_16S ? 16 : (depth == CV_32F ? 32 : (depth == CV_64F ? 64 : 8));
     fundus::Json entry = fundus::Json::object();
@@ -142,7 +195,7 @@ fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args,
                                     fundus::Backend& backend, const fundus::FovSetting& fov, double threshold,
                                     std::string& progress, bool& refused) {
     const auto start = std::chrono::steady_clock::now();
-    auto image = fundus::readImage(job.source);
+    auto image = fundus::readImage(job.path);
     if (!image) return image.status();
     fundus::Result<fundus::Quality> quality = fundus::Quality();
     if (args.quality != "off" && !(quality = fundus::assessImage(*image))) return quality.status();
@@ -201,7 +254,11 @@ fundus::Json bundleSummary(const fundus::Bundle& bundle, const fundus::Backend& 
     return out;
 }
 
+int runLocked(const fundus::CliArgs& args, const fundus::Bundle& bundle, fundus::Backend& backend,
+              const fundus::FovSetting& fov, double threshold);
+
 int run(const fundus::CliArgs& args) {
+    fundus::setMaxPixels(std::uint64_t(args.maxPixels));
     // everything that must succeed before the first image (else exit status 2), in cli.py's order
     fundus::FovSetting fov;
     if (args.fov == "auto" || args.fov == "none") {
@@ -214,6 +271,11 @@ int run(const fundus::CliArgs& args) {
         }
         fov.mode = "file";
         fov.fileMask = *mask;
+    }
+    const std::string clash = fundus::inputFolderClash(args.outputDir, args.inputs);
+    if (!clash.empty()) {
+        usageFailure(clash);
+        return kExitUsage;
     }
     fundus::Status status = prepareOutputDir(args.outputDir);
     if (!status) {
@@ -233,39 +295,56 @@ int run(const fundus::CliArgs& args) {
     fundus::BackendOptions options;
     options.backend = args.backend;
     options.precision = args.precision;
-    options.threads = args.threads;
+    options.threads = usableThreads(args.threads, args.quiet);
     auto backend = fundus::createBackend(*bundle, options);
     if (!backend) {
         usageFailure(backend.status().message());
         return kExitUsage;
     }
 
+    auto lock = fundus::acquireOutputLock(args.outputDir, kProg);
+    if (!lock) {
+        usageFailure(lock.status().message());
+        return kExitUsage;
+    }
+    const int exitStatus = runLocked(args, *bundle, **backend, fov, threshold);
+    fundus::releaseOutputLock(args.outputDir, *lock);
+    return exitStatus;
+}
+
+// The batch itself, with OUTDIR locked: every image, then summary.json.
+int runLocked(const fundus::CliArgs& args, const fundus::Bundle& bundle, fundus::Backend& backend,
+              const fundus::FovSetting& fov, double threshold) {
+    fundus::Status status;
     std::vector<Failure> failures;
     const std::vector<Job> jobs = collectJobs(args.inputs, failures);
     for (const Failure& f : failures) std::cerr << kProg << ": " << f.file << ": " << f.error << "\n";
     fundus::Json images = fundus::Json::array();
     int succeeded = 0, refusedCount = 0;
-    std::map<std::string, std::string> usedStems;
+    std::vector<std::string> inputFiles;
+    for (const Job& job : jobs) inputFiles.push_back(job.path);
+    fundus::OutputPlan plan(args.outputDir, inputFiles);
     for (const Job& job : jobs) {
         fundus::Result<fundus::Json> entry = fundus::Status::ok();
         std::string progress;
         bool refused = false;
-        auto used = usedStems.find(job.stem);
-        if (used != usedStems.end()) {
-            entry = fundus::Status::error(fundus::ErrorCode::kUsage,
-                                          "output name '" + job.stem + "' already used by " + used->second);
+        std::vector<std::string> names;
+        for (const std::string& kind : args.save) names.push_back(job.stem + "_" + kind + ".png");
+        const std::string refusal = plan.claim(job.source, job.stem, names);
+        if (!refusal.empty()) {
+            entry = fundus::Status::error(fundus::ErrorCode::kUsage, refusal);
         } else {
-            usedStems[job.stem] = job.source;
             try {
-                entry = runJob(job, args, *bundle, **backend, fov, threshold, progress, refused);
+                entry = runJob(job, args, bundle, backend, fov, threshold, progress, refused);
             } catch (const cv::Exception& e) {  // one bad image must not stop the batch
-                entry = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV error: " + e.msg);
+                entry = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV: " + oneLine(e.err));
             } catch (const std::exception& e) {
                 entry = fundus::Status::error(fundus::ErrorCode::kBackend, e.what());
             }
         }
         if (!entry) {
-            const std::string& reason = entry.status().message();
+            // one line, names as summary.json has them
+            const std::string reason = oneLine(fundus::printable(entry.status().message()));
             failures.push_back({job.source, reason});
             const bool named = reason.find(job.source) != std::string::npos;
             std::cerr << kProg << ": " << (named ? reason : job.source + ": " + reason) << "\n";
@@ -290,9 +369,9 @@ int run(const fundus::CliArgs& args) {
     fundus::Json summary = fundus::Json::object();
     summary.set("tool", kProg)
         .set("runtime", "c++")
-        .set("bundle", bundleSummary(*bundle, **backend))
-        .set("backend", (*backend)->name())
-        .set("precision", (*backend)->precision())
+        .set("bundle", bundleSummary(bundle, backend))
+        .set("backend", backend.name())
+        .set("precision", backend.precision())
         .set("threshold", threshold)
         .set("fov", args.fov)
         .set("quality", args.quality)

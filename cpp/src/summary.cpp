@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "fundus/imageio.h"
+#include "fundus/output_guard.h"
 
 namespace fundus {
 
@@ -56,7 +57,7 @@ std::string Json::dump(int indent) const {
 
 std::string jsonEscape(const std::string& text) {
     std::string out;
-    for (unsigned char c : text) {
+    for (unsigned char c : printable(text)) {  // bytes that are not UTF-8 as \xNN, like Python
         switch (c) {
             case '"':
                 out += "\\\"";

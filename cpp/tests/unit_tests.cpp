@@ -13,7 +13,9 @@
 #include "fundus/cli_args.h"
 #include "fundus/diagnostics.h"
 #include "fundus/gif.h"
+#include "fundus/imageio.h"
 #include "fundus/jpeg.h"
+#include "fundus/output_guard.h"
 #include "fundus/quality.h"
 #include "fundus/results_csv.h"
 #include "fundus/scale.h"
@@ -204,6 +206,32 @@ void testScaleRule() {
     CHECK(fine.verdict == "good" && fine.reasons.empty());
 }
 
+// runtime/outputs_guard.py printable: Python's decode("utf-8", "backslashreplace")
+void testPrintable() {
+    CHECK(fundus::printable("caf\xc3\xa9.png") == "caf\xc3\xa9.png");  // valid UTF-8 passes
+    CHECK(fundus::printable("caf\xe9.png") == "caf\\xe9.png");
+    CHECK(fundus::printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");  // an encoded surrogate is not UTF-8
+    CHECK(fundus::printable("\xe2\x82") == "\\xe2\\x82");           // cut short
+    CHECK(fundus::jsonEscape("caf\xe9") == "caf\\\\xe9");           // JSON: the backslash escaped
+}
+
+// runtime/image_header.py declared_size
+void testDeclaredSize() {
+    std::uint64_t w = 0, h = 0;
+    const std::vector<std::uint8_t> gif = {'G', 'I', 'F', '8', '9', 'a', 0x10, 0x27, 0x20, 0x4E};
+    CHECK(fundus::declaredSize(gif, w, h) && w == 10000 && h == 20000);
+    const std::string pgm = "P5\n# c\n 123456789012345 7\n255\n";
+    CHECK(fundus::declaredSize(std::vector<std::uint8_t>(pgm.begin(), pgm.end()), w, h) && w == 123456789012ull &&
+          h == 7);
+    CHECK(!fundus::declaredSize({'P', '5', '\n', 'x'}, w, h));
+    CHECK(!fundus::declaredSize({0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02}, w, h));  // scan before any frame header
+    CHECK(!fundus::checkPixels("a.pgm", 123456789012ull, 7));
+    CHECK(fundus::checkPixels("a.pgm", 10000, 10000));
+    CHECK(!fundus::checkPixels("a.pgm", 10000, 10001));
+    CHECK(fundus::checkPixels("a.pgm", 20000, 20000).message() ==
+          "a.pgm: image too large (20000x20000 = 400 megapixels; limit 100 megapixels, --max-pixels changes it)");
+}
+
 }  // namespace
 
 // results.csv: Python's csv.QUOTE_MINIMAL cells; an entry without "scale" reads 1.0 / none.
@@ -232,6 +260,8 @@ int main() {
     testGif();
     testJpegRefusesTruncation();
     testScaleRule();
+    testPrintable();
+    testDeclaredSize();
     std::printf(failures ? "%d unit checks FAILED\n" : "all unit checks passed\n", failures);
     return failures;
 }

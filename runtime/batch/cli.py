@@ -13,19 +13,33 @@ same command after a kill, it redoes only what is not verifiably done. Exit stat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 
+from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.batch.inputs import InputListError, expand_inputs
 from fundus_vessels.runtime.batch.table import BatchLockedError, Journal, locked, read_rows, write_table
 from fundus_vessels.runtime.bundle import sha256_file
-from fundus_vessels.runtime.cli import UsageError, add_segment_arguments, build_summary, collect_jobs, setup
+from fundus_vessels.runtime.cli import (
+    UsageError,
+    add_segment_arguments,
+    build_summary,
+    collect_jobs,
+    job_outputs,
+    parse_save,
+    setup,
+)
 from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.extras import missing_extra, run_with_extra
 from fundus_vessels.runtime.imageio import write_json
+from fundus_vessels.runtime.outputs_guard import OutputPlan
 from fundus_vessels.runtime.results_table import write_results
 
 PROG = "fundus-batch"
@@ -71,22 +85,30 @@ def plan(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     """Tasks in input order (with each input's previous row) and the failures found before any run."""
     jobs, failures = collect_jobs(expand_inputs(args.inputs), demo=False)
     previous = read_rows(args.output_dir)
-    tasks, used = [], {}
+    tasks, kinds = [], parse_save(args.save)
+    guard = OutputPlan(args.output_dir, [job.path for job in jobs if job.path is not None])
     for index, job in enumerate(jobs):
-        task = {"index": index, "file": job.source, "stem": job.stem, "prior": previous.get(job.source)}
-        if job.stem in used:  # fundus-infer's rule: the first file keeps the name
-            task["clash"] = f"output name {job.stem!r} already used by {used[job.stem]}"
-        used.setdefault(job.stem, job.source)
+        # "path": the file as named on disk (a name that is not UTF-8 is reported as \xNN in "file")
+        task = {"index": index, "file": job.source, "path": str(job.path), "stem": job.stem}
+        task["prior"] = previous.get(job.source)
+        refusal = guard.claim(job.source, job.stem, job_outputs(job, kinds, args.measure))
+        if refusal is not None:  # fundus-infer's rule: no output over an input or over an earlier image's
+            task["clash"] = refusal
         tasks.append(task)
     return tasks, failures
 
 
-def start_ray(address: str | None):
+def start_ray(address: str | None, quiet: bool = False):
     """The ``ray`` module, connected: to ``address``, else to a new local instance (or the one running)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR")
+        ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=not quiet)
+    if quiet:  # Ray Data's "Running Dataset ..." INFO lines
+        import logging
+
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     return ray
 
 
@@ -98,9 +120,37 @@ def share_cpus(ray, workers: int | None, threads: int | None) -> tuple[int, int]
     return (workers or max(1, cpus // threads)), threads
 
 
+def driver_identity(args: argparse.Namespace) -> tuple[str, int] | None:
+    """(host, pid) of this driver for a local Ray: its actors exit when it is gone (see SegmentWorker)."""
+    return None if args.ray_address else (socket.gethostname(), os.getpid())
+
+
+@contextlib.contextmanager
+def ray_output_hidden(quiet: bool) -> Iterator[None]:
+    """With ``--quiet``, what Ray and Ray Data print (INFO lines from Python loggers and from its C++ core,
+    straight to file descriptor 2) is kept off the terminal; it is shown after all if the run fails."""
+    if not quiet:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode("utf-8", "replace"))
+
+
 def run_rows(args: argparse.Namespace, tasks: list[dict], settings: str, journal: Journal) -> list[dict]:
     """Rows of every task, from a Ray Data actor pool; each is journalled as it arrives."""
-    ray = start_ray(args.ray_address)
+    ray = start_ray(args.ray_address, args.quiet)
     from fundus_vessels.runtime.batch.worker import SegmentWorker
 
     workers, args.threads = share_cpus(ray, args.workers, args.threads)
@@ -109,7 +159,7 @@ def run_rows(args: argparse.Namespace, tasks: list[dict], settings: str, journal
     items = [{"task": json.dumps(t, sort_keys=True)} for t in tasks]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         SegmentWorker,
-        fn_constructor_kwargs={"args": args, "settings_sha256": settings},
+        fn_constructor_kwargs={"args": args, "settings_sha256": settings, "driver": driver_identity(args)},
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=min(workers, max(1, len(items)))),
@@ -144,10 +194,11 @@ def run(args: argparse.Namespace) -> int:
     segmenter, _, _ = setup(args)  # fails fast, before any Ray start, on what fundus-infer would refuse
     bundle_files = segmenter.bundle.meta.get("files", {})
     settings = settings_hash(args, bundle_files)
-    with locked(args.output_dir):
+    with lock.output_lock(args.output_dir, PROG), locked(args.output_dir):
         tasks, failures = plan(args)
         journal = Journal(args.output_dir)
-        rows = run_rows(args, tasks, settings, journal) if tasks else []
+        with ray_output_hidden(args.quiet):
+            rows = run_rows(args, tasks, settings, journal) if tasks else []
         write_table(args.output_dir, rows)
         images = [json.loads(r["entry"]) for r in sorted(rows, key=lambda r: r["index"]) if r["entry"]]
         failures += [{"file": r["file"], "error": r["reason"]} for r in rows if r["status"] == "failed"]
@@ -178,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     def guarded() -> int:
         try:
             return run(args)
-        except (UsageError, InputListError, BatchLockedError) as exc:
+        except (UsageError, InputListError, BatchLockedError, lock.OutputFolderBusy) as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 2
 

@@ -8,7 +8,13 @@ the class like any callable.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
+import socket
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -16,6 +22,32 @@ import numpy as np
 from fundus_vessels.runtime.batch.table import is_done, output_hashes
 from fundus_vessels.runtime.bundle import sha256_file
 from fundus_vessels.runtime.cli import Job, segment_job, setup
+
+DRIVER_CHECK_SECONDS = 1.0
+
+
+def exit_with_driver(driver: tuple[str, int] | None) -> None:
+    """End this actor's process when the fundus-batch driver that started the local Ray is gone, and on SIGTERM.
+
+    Ray's own clean-up runs only when the driver exits normally: after a SIGKILL the actors stayed, each with a
+    model loaded, and ignored SIGTERM.
+    """
+    with contextlib.suppress(ValueError):  # not the main thread: Ray's default handling stays
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+    if driver is None or driver[0] != socket.gethostname():
+        return
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(driver[1], 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(DRIVER_CHECK_SECONDS)
+
+    threading.Thread(target=watch, name="fundus-driver-watch", daemon=True).start()
 
 
 def input_hash(path: Path) -> str:
@@ -66,8 +98,9 @@ def entry_row(task: dict, entry: dict, input_sha256: str, settings_sha256: str, 
 class SegmentWorker:
     """Ray Data actor: builds ``fundus-infer``'s segmenter once, then turns tasks into rows."""
 
-    def __init__(self, args: argparse.Namespace, settings_sha256: str) -> None:
+    def __init__(self, args: argparse.Namespace, settings_sha256: str, driver: tuple[str, int] | None = None) -> None:
         cv2.setNumThreads(max(1, int(args.threads or 1)))  # OpenCV (CLAHE, PNG) within the actor's CPUs
+        exit_with_driver(driver)
         self.args = args
         self.settings = settings_sha256
         self.segmenter, self.fov, self.kinds = setup(args)
@@ -78,7 +111,7 @@ class SegmentWorker:
 
     def row(self, task: dict) -> dict:
         """This input's row: the previous one when it is still valid, else a fresh run."""
-        path, out_dir = Path(task["file"]), Path(self.args.output_dir)
+        path, out_dir = Path(task.get("path", task["file"])), Path(self.args.output_dir)
         sha = input_hash(path)
         if task.get("clash"):
             return failed_row(task, sha, self.settings, task["clash"])

@@ -14,12 +14,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
 from fundus_vessels.runtime.extras import missing_extra
 from fundus_vessels.runtime.imageio import ImageReadError, read_image, write_json
 from fundus_vessels.runtime.measure.arguments import add_unit_arguments
-from fundus_vessels.runtime.measure.outputs import MEASUREMENTS_CSV, SEGMENTS_CSV, json_ready, write_csv, write_picture
+from fundus_vessels.runtime.measure.outputs import (
+    MEASUREMENTS_CSV,
+    PICTURE_SUFFIX,
+    SEGMENTS_CSV,
+    json_ready,
+    write_csv,
+    write_picture,
+)
 from fundus_vessels.runtime.measure.sources import collect_sources, load
+from fundus_vessels.runtime.outputs_guard import OutputPlan, printable
 
 PROG = "fundus-measure"
 EXPECTED_ERRORS = (ImageReadError, ValueError, OSError)
@@ -85,14 +94,15 @@ class Recorder:
 
         start = time.perf_counter()
         analysis = analyse_mask(mask, fov, pixel_size_um or self.pixel_size_um, self.camera_fov_deg)
-        row = {"image": stem, **context, **analysis.figures}
+        name = printable(stem)  # the tables and summary.json are UTF-8 whatever the file names are
+        row = {"image": name, **{k: printable(v) for k, v in context.items()}, **analysis.figures}
         if self.picture:
             vessels = mask.astype(bool) if fov is None else mask & fov
             background = read_image(photo) if self.over_photo and photo is not None else None
-            row["picture"] = write_picture(out_dir, stem, analysis, vessels, background)
+            row["picture"] = printable(write_picture(out_dir, stem, analysis, vessels, background))
         row["seconds"] = round(time.perf_counter() - start, 4)
         self.rows.append(row)
-        self.segments.extend({"image": stem, **segment} for segment in analysis.segments)
+        self.segments.extend({"image": name, **segment} for segment in analysis.segments)
         return json_ready(row)
 
     def write_tables(self, out_dir: Path) -> None:
@@ -128,29 +138,46 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
+    try:
+        held = lock.acquire(args.output_dir, PROG)
+    except lock.OutputFolderBusy as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return measure_all(args)
+    finally:
+        lock.release(args.output_dir, held)
+
+
+def measure_all(args: argparse.Namespace) -> int:
+    """Measure every mask of the INPUTs into the locked output folder; returns the exit status."""
     sources, failures = collect_sources(args.inputs)
     for failure in failures:
         print(f"{PROG}: {failure['file']}: {failure['error']}", file=sys.stderr)
     recorder = Recorder(args.pixel_size_um, args.camera_fov_deg, not args.no_picture)
     images = []
+    plan = OutputPlan(args.output_dir, [s.mask_path for s in sources])
+    picture = [] if args.no_picture else [f"{{}}{PICTURE_SUFFIX}"]
     for source in sources:
         try:
+            refusal = plan.claim(printable(source.mask_path), source.stem, [p.format(source.stem) for p in picture])
+            if refusal is not None:
+                raise ValueError(refusal)
             mask, fov, fov_source = load(source, args.fov)
             figures = recorder.measure(
                 source.stem, mask, fov, args.output_dir, file=str(source.mask_path), fov_source=fov_source
             )
         except Exception as exc:  # one bad mask must not stop the batch
             reason = str(exc) if isinstance(exc, EXPECTED_ERRORS) else f"{exc.__class__.__name__}: {exc}"
-            failures.append({"file": str(source.mask_path), "error": reason})
-            print(
-                f"{PROG}: {reason if str(source.mask_path) in reason else f'{source.mask_path}: {reason}'}",
-                file=sys.stderr,
-            )
+            shown = printable(source.mask_path)
+            failures.append({"file": shown, "error": reason})
+            print(f"{PROG}: {reason if shown in reason else f'{shown}: {reason}'}", file=sys.stderr)
             continue
         images.append(figures)
         if not args.quiet:
             print(
-                f"{source.mask_path}: density {figures['vessel_density']:.3f}, {figures['segment_count']} segments",
+                f"{printable(source.mask_path)}: density {figures['vessel_density']:.3f}, "
+                f"{figures['segment_count']} segments",
                 file=sys.stderr,
             )
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import list_images, read_binary_mask, read_image
+from fundus_vessels.runtime.outputs_guard import from_printable
 
 MASK_SUFFIX = "_mask"
 WHOLE_IMAGE = "whole image"
@@ -43,6 +44,8 @@ def _entry_source(folder: Path, entry: dict, run_fov: str) -> MaskSource | None:
     mask_path = folder / name
     stem = _stem(mask_path)
     photo = Path(entry["file"]) if entry.get("file") not in (None, "synthetic") else folder / f"{stem}_input.png"
+    if not photo.is_file() and Path(from_printable(str(photo))).is_file():
+        photo = Path(from_printable(str(photo)))  # a file name that is not UTF-8, as summary.json spells it
     if not photo.is_file() and (folder / photo.name).is_file():
         photo = folder / photo.name
     return MaskSource(mask_path, stem, run_fov, photo)

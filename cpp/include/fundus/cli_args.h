@@ -24,7 +24,8 @@ struct CliArgs {
     int batch = 4;  // tiles per backend call, runtime/inference.py DEFAULT_BATCH (OpenCV: one by one)
     bool quiet = false;
     int threads = 0;
-    std::string debugDump;  // hidden: write float planes (.npy) for parity tests
+    int maxPixels = 100000000;  // --max-pixels: imageio.h kDefaultMaxPixels
+    std::string debugDump;      // hidden: write float planes (.npy) for parity tests
     bool showHelp = false;
     bool showVersion = false;
     bool selfTest = false;  // --self-test: every backend here vs the bundle's stored reference

@@ -2,13 +2,25 @@
 // atomic writes (temporary file in the same folder, fsync, rename).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
 #include "fundus/status.h"
 
 namespace fundus {
+
+// The pixel cap (--max-pixels): an image whose header declares more is refused before decoding
+// (runtime/imageio.py DEFAULT_MAX_PIXELS, same default and message).
+constexpr std::uint64_t kDefaultMaxPixels = 100000000;
+void setMaxPixels(std::uint64_t limit);
+// (width, height) a PNG, JPEG, GIF, BMP, TIFF or PNM header declares; false for other formats or a
+// header too damaged to say. Twin of runtime/image_header.py declared_size.
+bool declaredSize(const std::vector<std::uint8_t>& data, std::uint64_t& width, std::uint64_t& height);
+// Refuses (kImageRead, naming `path`) an image of more pixels than the cap.
+Status checkPixels(const std::string& path, std::uint64_t width, std::uint64_t height);
 
 // Gray or 3-channel RGB-ordered image at its own bit depth; alpha is dropped. Errors name the file.
 Result<cv::Mat> readImage(const std::string& path);
