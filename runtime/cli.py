@@ -181,6 +181,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-pixels",
         type=positive_int,
         default=imageio.DEFAULT_MAX_PIXELS,
+        metavar="N",
         help="refuse an image whose header declares more pixels, before decoding it (default: 100000000)",
     )
 
