@@ -38,8 +38,8 @@ Status bundleError(const std::string& message) {
 // "<file>: <dotted.key> must be <rule> (got <value>)" or "<file>: <dotted.key> missing (must be <rule>)".
 constexpr int kTileMultiple = 32;
 constexpr int kMaxReferenceDiameter = 4096;  // px (runtime/bundle_schema.py MAX_REFERENCE_DIAMETER)
-constexpr int kMaxTile = 2048;     // runtime/bundle_schema.py MAX_TILE: a valid bundle cannot exhaust memory
-constexpr int kMaxClaheGrid = 64;  // runtime/bundle_schema.py MAX_CLAHE_GRID
+constexpr int kMaxTile = 2048;               // runtime/bundle_schema.py MAX_TILE: a valid bundle cannot exhaust memory
+constexpr int kMaxClaheGrid = 64;            // runtime/bundle_schema.py MAX_CLAHE_GRID
 
 // A value as runtime/bundle_schema.py's shown() writes it: strings quoted, floats as Python's repr.
 std::string shown(const cv::FileNode& node) {

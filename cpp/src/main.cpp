@@ -1,7 +1,6 @@
 // fundus-infer (C++): segment retinal vessels in fundus photographs with a model bundle.
 // Mirrors the Python runtime/cli.py (outputs, summary.json, exit codes); cpp/README.md lists the
 // supported subset.
-#include <dirent.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -10,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include <opencv2/core/utility.hpp>
@@ -17,8 +17,10 @@
 #include "fundus/backend.h"
 #include "fundus/bundle.h"
 #include "fundus/cli_args.h"
+#include "fundus/exit_status.h"
 #include "fundus/imageio.h"
 #include "fundus/output_guard.h"
+#include "fundus/paths.h"
 #include "fundus/pipeline.h"
 #include "fundus/quality.h"
 #include "fundus/results_csv.h"
@@ -32,11 +34,9 @@
 
 namespace {
 
+using fundus::ExitStatus;
+
 constexpr const char* kProg = "fundus-infer";
-constexpr int kExitOk = 0;
-constexpr int kExitImageFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitRefused = 4;  // added when --quality refuse refused an image (runtime/cli.py EXIT_REFUSED)
 
 // runtime/imageio.py IMAGE_SUFFIXES (DICOM files are listed to be refused by name, not skipped)
 const char* const kImageSuffixes[] = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif",
@@ -93,14 +93,10 @@ std::vector<Job> collectJobs(const std::vector<std::string>& inputs, std::vector
             continue;
         }
         std::vector<std::string> found;
-        if (DIR* dir = ::opendir(input.c_str())) {
-            while (dirent* entry = ::readdir(dir)) {
-                const std::string path = fundus::joinPath(input, entry->d_name);
-                const bool image = hasImageSuffix(entry->d_name) ||
-                                   (entry->d_name[0] != '.' && hasNoSuffix(entry->d_name) && hasDicomPreamble(path));
-                if (image && fundus::isFile(path)) found.push_back(path);
-            }
-            ::closedir(dir);
+        for (const std::string& path : fundus::folderEntries(input)) {
+            const std::string name = fundus::fileName(path);
+            const bool image = hasImageSuffix(name) || (name[0] != '.' && hasNoSuffix(name) && hasDicomPreamble(path));
+            if (image && fundus::isFile(path)) found.push_back(path);
         }
         std::sort(found.begin(), found.end());
         if (found.empty()) failures.push_back({fundus::printable(input), "folder holds no images"});
@@ -189,25 +185,38 @@ fundus::Json imageEntry(const Job& job, const cv::Mat& image) {
     return entry;
 }
 
-// One image: read, grade, segment, write; its summary entry, or the Status naming why it failed.
-// With --quality refuse a rejected image is not segmented: `refused` is set, the entry says why.
-fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args, const fundus::Bundle& bundle,
-                                    fundus::Backend& backend, const fundus::FovSetting& fov, double threshold,
-                                    std::string& progress, bool& refused) {
+// Everything set up before the first image: the bundle, its backend, the FOV rule and the threshold.
+struct Setup {
+    fundus::Bundle bundle;
+    std::unique_ptr<fundus::Backend> backend;
+    fundus::FovSetting fov;
+    double threshold = 0.5;
+};
+
+// What one image gave: its summary entry and the line shown for it (refused: --quality refuse said no).
+struct JobOutcome {
+    fundus::Json entry;
+    std::string progress;
+    bool refused = false;
+};
+
+// One image: read, grade, segment, write; its outcome, or the Status naming why it failed.
+// With --quality refuse a rejected image is not segmented: the outcome is refused, its entry says why.
+fundus::Result<JobOutcome> runJob(const Job& job, const fundus::CliArgs& args, const Setup& run) {
     const auto start = std::chrono::steady_clock::now();
     auto image = fundus::readImage(job.path);
     if (!image) return image.status();
     fundus::Result<fundus::Quality> quality = fundus::Quality();
     if (args.quality != "off" && !(quality = fundus::assessImage(*image))) return quality.status();
     if (args.quality == "refuse" && quality->rejected()) {
-        refused = true;
-        progress = job.source + ": refused: " + fundus::joinReasons(*quality);
-        return imageEntry(job, *image)
-            .set("refused", fundus::Json::boolean(true))
-            .set("quality", fundus::qualityJson(*quality))
-            .set("outputs", fundus::Json::object());
+        fundus::Json entry = imageEntry(job, *image)
+                                 .set("refused", fundus::Json::boolean(true))
+                                 .set("quality", fundus::qualityJson(*quality))
+                                 .set("outputs", fundus::Json::object());
+        return JobOutcome{std::move(entry), job.source + ": refused: " + fundus::joinReasons(*quality), true};
     }
-    auto seg = fundus::segmentImage(*image, bundle, backend, fov, threshold, args.batch, args.scale);
+    fundus::Backend& backend = *run.backend;
+    auto seg = fundus::segmentImage(*image, run.bundle, backend, run.fov, run.threshold, args.batch, args.scale);
     if (!seg) return seg.status();
     fundus::Json outputs = fundus::Json::object();
     fundus::Status status = writeOutputs(args, job.stem, *seg, outputs);
@@ -215,13 +224,12 @@ fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args,
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     char line[64];
     std::snprintf(line, sizeof(line), ": vessels %.1f%% of FOV, %.2f s", 100.0 * seg->vesselFraction, seconds);
-    progress = job.source + line;
+    JobOutcome outcome{imageEntry(job, *image), job.source + line, false};
     fundus::Json timings = fundus::Json::object();
     timings.set("preprocess", fundus::roundTo(seg->preprocessSeconds, 4))
         .set("inference", fundus::roundTo(seg->inferenceSeconds, 4))
         .set("postprocess", fundus::roundTo(seg->postprocessSeconds, 4));
-    fundus::Json entry = imageEntry(job, *image);
-    entry.set("backend", backend.name())
+    outcome.entry.set("backend", backend.name())
         .set("precision", backend.precision())
         .set("seconds", fundus::roundTo(seconds, 4))
         .set("vessel_fraction", fundus::roundTo(seg->vesselFraction, 6))
@@ -231,15 +239,21 @@ fundus::Result<fundus::Json> runJob(const Job& job, const fundus::CliArgs& args,
     if (args.quality != "off") {
         fundus::assessVessels(*quality, seg->mask, seg->fov);
         fundus::assessScale(*quality, seg->scale);
-        entry.set("quality", fundus::qualityJson(*quality));
-        progress += ", quality " + quality->verdict;
+        outcome.entry.set("quality", fundus::qualityJson(*quality));
+        outcome.progress += ", quality " + quality->verdict;
     }
-    return entry;
+    return outcome;
 }
 
-std::string baseName(const std::string& path) {
-    const auto slash = path.find_last_of('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
+// runJob, with any exception turned into the Status that names it (one bad image must not stop the batch).
+fundus::Result<JobOutcome> runJobSafely(const Job& job, const fundus::CliArgs& args, const Setup& run) {
+    try {
+        return runJob(job, args, run);
+    } catch (const cv::Exception& e) {
+        return fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV: " + oneLine(e.err));
+    } catch (const std::exception& e) {
+        return fundus::Status::error(fundus::ErrorCode::kBackend, e.what());
+    }
 }
 
 fundus::Json bundleSummary(const fundus::Bundle& bundle, const fundus::Backend& backend) {
@@ -249,149 +263,141 @@ fundus::Json bundleSummary(const fundus::Bundle& bundle, const fundus::Backend& 
     out.set("name", bundle.name)
         .set("path", bundle.root)
         .set("model_json_sha256", metaSha ? *metaSha : std::string())
-        .set("model_file", baseName(backend.modelPath()))
+        .set("model_file", fundus::fileName(backend.modelPath()))
         .set("model_sha256", modelSha ? *modelSha : std::string());
     return out;
 }
 
-int runLocked(const fundus::CliArgs& args, const fundus::Bundle& bundle, fundus::Backend& backend,
-              const fundus::FovSetting& fov, double threshold);
-
-int run(const fundus::CliArgs& args) {
+// Everything that must succeed before the first image (else exit status 2), in runtime/cli.py setup()'s order.
+fundus::Result<Setup> setup(const fundus::CliArgs& args) {
     fundus::setMaxPixels(std::uint64_t(args.maxPixels));
-    // everything that must succeed before the first image (else exit status 2), in cli.py's order
-    fundus::FovSetting fov;
+    Setup run;
     if (args.fov == "auto" || args.fov == "none") {
-        fov.mode = args.fov;
+        run.fov.mode = args.fov;
     } else {
         auto mask = fundus::readBinaryMask(args.fov);
-        if (!mask) {
-            usageFailure("--fov: " + mask.status().message());
-            return kExitUsage;
-        }
-        fov.mode = "file";
-        fov.fileMask = *mask;
+        if (!mask) return fundus::Status::error(fundus::ErrorCode::kUsage, "--fov: " + mask.status().message());
+        run.fov.mode = "file";
+        run.fov.fileMask = *mask;
     }
     const std::string clash = fundus::inputFolderClash(args.outputDir, args.inputs);
-    if (!clash.empty()) {
-        usageFailure(clash);
-        return kExitUsage;
-    }
+    if (!clash.empty()) return fundus::Status::error(fundus::ErrorCode::kUsage, clash);
     fundus::Status status = prepareOutputDir(args.outputDir);
-    if (!status) {
-        usageFailure(status.message());
-        return kExitUsage;
-    }
-    if (!args.debugDump.empty() && !(status = fundus::makeDirectories(args.debugDump))) {
-        usageFailure(status.message());
-        return kExitUsage;
-    }
+    if (!status) return status;
+    if (!args.debugDump.empty() && !(status = fundus::makeDirectories(args.debugDump))) return status;
     auto bundle = fundus::loadBundle(args.model);
-    if (!bundle) {
-        usageFailure(bundle.status().message());
-        return kExitUsage;
-    }
-    const double threshold = args.thresholdSet ? args.threshold : bundle->threshold;
+    if (!bundle) return bundle.status();
+    run.bundle = std::move(*bundle);
+    run.threshold = args.thresholdSet ? args.threshold : run.bundle.threshold;
     fundus::BackendOptions options;
     options.backend = args.backend;
     options.precision = args.precision;
     options.threads = usableThreads(args.threads, args.quiet);
-    auto backend = fundus::createBackend(*bundle, options);
-    if (!backend) {
-        usageFailure(backend.status().message());
-        return kExitUsage;
-    }
-
-    auto lock = fundus::acquireOutputLock(args.outputDir, kProg);
-    if (!lock) {
-        usageFailure(lock.status().message());
-        return kExitUsage;
-    }
-    const int exitStatus = runLocked(args, *bundle, **backend, fov, threshold);
-    fundus::releaseOutputLock(args.outputDir, *lock);
-    return exitStatus;
+    auto backend = fundus::createBackend(run.bundle, options);
+    if (!backend) return backend.status();
+    run.backend = std::move(*backend);
+    return run;
 }
 
-// The batch itself, with OUTDIR locked: every image, then summary.json.
-int runLocked(const fundus::CliArgs& args, const fundus::Bundle& bundle, fundus::Backend& backend,
-              const fundus::FovSetting& fov, double threshold) {
-    fundus::Status status;
-    std::vector<Failure> failures;
-    const std::vector<Job> jobs = collectJobs(args.inputs, failures);
-    for (const Failure& f : failures) std::cerr << kProg << ": " << f.file << ": " << f.error << "\n";
+// What the batch gave so far: summary entries, failures, and the counts of the last line.
+struct Tally {
     fundus::Json images = fundus::Json::array();
-    int succeeded = 0, refusedCount = 0;
-    std::vector<std::string> inputFiles;
-    for (const Job& job : jobs) inputFiles.push_back(job.path);
-    fundus::OutputPlan plan(args.outputDir, inputFiles);
-    for (const Job& job : jobs) {
-        fundus::Result<fundus::Json> entry = fundus::Status::ok();
-        std::string progress;
-        bool refused = false;
-        std::vector<std::string> names;
-        for (const std::string& kind : args.save) names.push_back(job.stem + "_" + kind + ".png");
-        const std::string refusal = plan.claim(job.source, job.stem, names);
-        if (!refusal.empty()) {
-            entry = fundus::Status::error(fundus::ErrorCode::kUsage, refusal);
-        } else {
-            try {
-                entry = runJob(job, args, bundle, backend, fov, threshold, progress, refused);
-            } catch (const cv::Exception& e) {  // one bad image must not stop the batch
-                entry = fundus::Status::error(fundus::ErrorCode::kBackend, "OpenCV: " + oneLine(e.err));
-            } catch (const std::exception& e) {
-                entry = fundus::Status::error(fundus::ErrorCode::kBackend, e.what());
-            }
-        }
-        if (!entry) {
-            // one line, names as summary.json has them
-            const std::string reason = oneLine(fundus::printable(entry.status().message()));
-            failures.push_back({job.source, reason});
-            const bool named = reason.find(job.source) != std::string::npos;
-            std::cerr << kProg << ": " << (named ? reason : job.source + ": " + reason) << "\n";
-            continue;
-        }
-        if (refused) {
-            ++refusedCount;
-            std::cerr << kProg << ": " << progress << "\n";
-        } else {
-            ++succeeded;
-            if (!args.quiet) {
-                std::printf("%s\n", progress.c_str());
-                std::fflush(stdout);
-            }
-        }
-        images.push(std::move(*entry));
-    }
+    std::vector<Failure> failures;
+    int succeeded = 0;
+    int refused = 0;
+};
 
+// summary.json (runtime/cli.py build_summary): the run's settings, counts, entries and failures.
+fundus::Json buildSummary(const fundus::CliArgs& args, const Setup& run, const Tally& tally) {
     fundus::Json failureList = fundus::Json::array();
-    for (const Failure& f : failures)
+    for (const Failure& f : tally.failures)
         failureList.push(fundus::Json::object().set("file", f.file).set("error", f.error));
     fundus::Json summary = fundus::Json::object();
     summary.set("tool", kProg)
         .set("runtime", "c++")
-        .set("bundle", bundleSummary(bundle, backend))
-        .set("backend", backend.name())
-        .set("precision", backend.precision())
-        .set("threshold", threshold)
+        .set("bundle", bundleSummary(run.bundle, *run.backend))
+        .set("backend", run.backend->name())
+        .set("precision", run.backend->precision())
+        .set("threshold", run.threshold)
         .set("fov", args.fov)
         .set("quality", args.quality)
-        .set("succeeded", succeeded)
-        .set("refused", refusedCount)
-        .set("failed", int(failures.size()))
-        .set("images", images)
+        .set("succeeded", tally.succeeded)
+        .set("refused", tally.refused)
+        .set("failed", int(tally.failures.size()))
+        .set("images", tally.images)
         .set("failures", failureList);
+    return summary;
+}
+
+// One job's result into the tally, with its line on the terminal.
+void record(const Job& job, fundus::Result<JobOutcome> outcome, bool quiet, Tally& tally) {
+    if (!outcome) {
+        // one line, names as summary.json has them
+        const std::string reason = oneLine(fundus::printable(outcome.status().message()));
+        tally.failures.push_back({job.source, reason});
+        const bool named = reason.find(job.source) != std::string::npos;
+        std::cerr << kProg << ": " << (named ? reason : job.source + ": " + reason) << "\n";
+        return;
+    }
+    if (outcome->refused) {
+        ++tally.refused;
+        std::cerr << kProg << ": " << outcome->progress << "\n";
+    } else {
+        ++tally.succeeded;
+        if (!quiet) {
+            std::printf("%s\n", outcome->progress.c_str());
+            std::fflush(stdout);
+        }
+    }
+    tally.images.push(std::move(outcome->entry));
+}
+
+// The batch itself, with OUTDIR locked: every image, then summary.json and results.csv.
+int runLocked(const fundus::CliArgs& args, const Setup& run) {
+    Tally tally;
+    const std::vector<Job> jobs = collectJobs(args.inputs, tally.failures);
+    for (const Failure& f : tally.failures) std::cerr << kProg << ": " << f.file << ": " << f.error << "\n";
+    std::vector<std::string> inputFiles;
+    for (const Job& job : jobs) inputFiles.push_back(job.path);
+    fundus::OutputPlan plan(args.outputDir, inputFiles);
+    for (const Job& job : jobs) {
+        std::vector<std::string> names;
+        for (const std::string& kind : args.save) names.push_back(job.stem + "_" + kind + ".png");
+        const std::string refusal = plan.claim(job.source, job.stem, names);
+        record(job,
+               refusal.empty() ? runJobSafely(job, args, run)
+                               : fundus::Result<JobOutcome>(fundus::Status::error(fundus::ErrorCode::kUsage, refusal)),
+               args.quiet, tally);
+    }
+    const fundus::Json summary = buildSummary(args, run, tally);
     const std::string summaryPath = fundus::joinPath(args.outputDir, "summary.json");
-    status = fundus::writeJsonAtomic(summaryPath, summary);
+    fundus::Status status = fundus::writeJsonAtomic(summaryPath, summary);
     if (status) status = fundus::writeResultsCsv(fundus::joinPath(args.outputDir, "results.csv"), summary);
     if (!status) {
         usageFailure(status.message());
-        return kExitUsage;
+        return fundus::exitCode(ExitStatus::kUsage);
     }
     if (!args.quiet) {
-        std::cerr << succeeded << " segmented, " << refusedCount << " refused, " << failures.size() << " failed -> "
-                  << summaryPath << "\n";
+        std::cerr << tally.succeeded << " segmented, " << tally.refused << " refused, " << tally.failures.size()
+                  << " failed -> " << summaryPath << "\n";
     }
-    return (failures.empty() ? kExitOk : kExitImageFailed) + (refusedCount ? kExitRefused : 0);
+    return fundus::exitCode(!tally.failures.empty(), tally.refused > 0);
+}
+
+int runBatch(const fundus::CliArgs& args) {
+    auto run = setup(args);
+    if (!run) {
+        usageFailure(run.status().message());
+        return fundus::exitCode(ExitStatus::kUsage);
+    }
+    auto lock = fundus::acquireOutputLock(args.outputDir, kProg);
+    if (!lock) {
+        usageFailure(lock.status().message());
+        return fundus::exitCode(ExitStatus::kUsage);
+    }
+    const int exitStatus = runLocked(args, *run);
+    fundus::releaseOutputLock(args.outputDir, *lock);
+    return exitStatus;
 }
 
 }  // namespace
@@ -401,11 +407,11 @@ int main(int argc, char** argv) {
     if (!args) {
         // one line per problem, like every other error; the 25-line usage only on --help
         std::cerr << kProg << ": error: " << args.status().message() << " (see " << kProg << " --help)\n";
-        return kExitUsage;
+        return fundus::exitCode(ExitStatus::kUsage);
     }
     if (args->showHelp) {
         std::cout << fundus::usageText(kProg);
-        return kExitOk;
+        return fundus::exitCode(ExitStatus::kOk);
     }
     if (args->showVersion) {
         // the fields of runtime/cli_common.py version_text(), plus the backends compiled in
@@ -414,7 +420,7 @@ int main(int argc, char** argv) {
                   << (bundle ? bundle->name : args->model + " (not found)")
                   << "; ONNX Runtime none (OpenCV DNN); OpenCV " << CV_VERSION
                   << "; backends: " << fundus::compiledBackends() << "\n";
-        return kExitOk;
+        return fundus::exitCode(ExitStatus::kOk);
     }
     try {
         if (args->selfTest) {
@@ -424,9 +430,9 @@ int main(int argc, char** argv) {
             options.threads = args->threads;
             return fundus::runSelfTest(options, kProg);
         }
-        return run(*args);
+        return runBatch(*args);
     } catch (const cv::Exception& e) {
         std::cerr << kProg << ": error: OpenCV: " << e.msg << "\n";
-        return kExitUsage;
+        return fundus::exitCode(ExitStatus::kUsage);
     }
 }

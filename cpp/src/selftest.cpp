@@ -14,9 +14,11 @@
 
 #include "fundus/backend.h"
 #include "fundus/bundle.h"
+#include "fundus/exit_status.h"
 #include "fundus/fov.h"
 #include "fundus/imageio.h"
 #include "fundus/opencv_backend.h"
+#include "fundus/paths.h"
 #include "fundus/pipeline.h"
 #include "fundus/preprocess.h"
 #include "fundus/scale.h"
@@ -81,11 +83,6 @@ std::string dirName(const std::string& path) {
     return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-std::string baseName(const std::string& path) {
-    const auto slash = path.find_last_of('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 bool readDouble(const cv::FileNode& node, double& out) {
     if (!node.isReal() && !node.isInt()) return false;
     out = double(node);
@@ -140,7 +137,7 @@ Result<ScaledReference> loadScaled(const cv::FileNode& top, const std::string& r
     if (!readDouble(decision["fov_diameter"], scaled.decision.fovDiameter)) scaled.decision.fovDiameter = NAN;
     auto imagePath = checkedFile(node, "image", refPath);
     if (!imagePath) return imagePath.status();
-    scaled.imageFile = "selftest/" + baseName(*imagePath);
+    scaled.imageFile = "selftest/" + fundus::fileName(*imagePath);
     auto image = readImage(*imagePath);
     if (!image) return image.status();
     scaled.imageRgb = *image;
@@ -203,7 +200,7 @@ Result<Reference> loadReference(const Bundle& bundle) {
 
     auto imagePath = checkedFile(top, "image", ref.path);
     if (!imagePath) return imagePath.status();
-    ref.imageFile = "selftest/" + baseName(*imagePath);
+    ref.imageFile = "selftest/" + fundus::fileName(*imagePath);
     auto image = readImage(*imagePath);
     if (!image) return image.status();
     ref.imageRgb = *image;
@@ -518,7 +515,7 @@ Result<Outcome> runCandidate(Backend& backend, const std::string& name, const Re
     o.name = name;
     o.backend = backend.name();
     o.precision = backend.precision();
-    o.modelFile = baseName(backend.modelPath());
+    o.modelFile = fundus::fileName(backend.modelPath());
     const std::string tolKey = o.backend == "opencv" ? "fp32_static" : o.precision;
     const auto tol = ref.tolerances.find(tolKey);
     if (tol == ref.tolerances.end())
@@ -652,7 +649,7 @@ Result<cv::Mat> readNpyFloat32(const std::string& path, std::vector<int>& shape)
 int runSelfTest(const SelfTestOptions& options, const std::string& program) {
     auto fail = [&](const std::string& message) {
         std::cerr << program << ": error: " << message << "\n";
-        return 2;
+        return exitCode(ExitStatus::kUsage);
     };
     Status status = makeDirectories(options.outputDir);
     if (!status) return fail(status.message());
@@ -774,7 +771,7 @@ int runSelfTest(const SelfTestOptions& options, const std::string& program) {
     printTable(rows, skipped, errors, preprocessLine + scaledLine, options, *ref, pass);
     status = writeJsonAtomic(joinPath(options.outputDir, kSelfTestJson), report);
     if (!status) return fail(status.message());
-    return pass ? 0 : 1;
+    return exitCode(pass ? ExitStatus::kOk : ExitStatus::kImageFailed);
 }
 
 }  // namespace fundus
