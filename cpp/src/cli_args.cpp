@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "fundus/backend.h"
@@ -118,6 +120,121 @@ std::string usageText(const std::string& program) {
     return out.str();
 }
 
+namespace {
+
+// One option: its spellings, whether it takes a value, and what it does to CliArgs (a usage error if bad).
+struct Flag {
+    std::vector<std::string> names;
+    bool takesValue;
+    std::function<Status(CliArgs&, const std::string&)> apply;
+};
+
+using Apply = std::function<Status(CliArgs&, const std::string&)>;
+
+Apply setFlag(bool CliArgs::*field) {
+    return [field](CliArgs& args, const std::string&) {
+        args.*field = true;
+        return Status::ok();
+    };
+}
+
+Apply setText(std::string CliArgs::*field) {
+    return [field](CliArgs& args, const std::string& value) {
+        args.*field = value;
+        return Status::ok();
+    };
+}
+
+// One of `choices`; else "<flag> must be a, b or c (got 'x'<note>)".
+Apply setChoice(std::string CliArgs::*field, const std::string& flag, const std::vector<std::string>& choices,
+                const std::string& note = "") {
+    return [=](CliArgs& args, const std::string& value) {
+        if (std::find(choices.begin(), choices.end(), value) == choices.end()) {
+            std::string listed;
+            for (std::size_t k = 0; k < choices.size(); ++k)
+                listed += (k == 0 ? "" : (k + 1 == choices.size() ? " or " : ", ")) + choices[k];
+            return usageError(flag + " must be " + listed + " (got '" + value + "'" + note + ")");
+        }
+        args.*field = value;
+        return Status::ok();
+    };
+}
+
+Apply setPositiveInt(int CliArgs::*field, const std::string& flag) {
+    return [=](CliArgs& args, const std::string& value) {
+        if (!parsePositiveInt(value, args.*field))
+            return usageError(flag + " must be a positive integer (got '" + value + "')");
+        return Status::ok();
+    };
+}
+
+Status applyThreshold(CliArgs& args, const std::string& value) {
+    args.thresholdSet = true;
+    if (!parseDouble(value, args.threshold) || args.threshold < 0 || args.threshold > 1)
+        return usageError("--threshold must be a number in [0, 1] (got '" + value + "')");
+    return Status::ok();
+}
+
+Status applyScale(CliArgs& args, const std::string& value) {
+    auto request = parseScale(value);
+    if (!request) return request.status();
+    args.scale = *request;
+    return Status::ok();
+}
+
+// --save: a comma list of mask, prob, overlay; duplicates once, blanks ignored.
+Status applySave(CliArgs& args, const std::string& value) {
+    args.save.clear();
+    std::stringstream items(value);
+    std::string item;
+    while (std::getline(items, item, ',')) {
+        item.erase(0, item.find_first_not_of(' '));
+        item.erase(item.find_last_not_of(' ') + 1);
+        if (item == "mask" || item == "prob" || item == "overlay") {
+            if (std::find(args.save.begin(), args.save.end(), item) == args.save.end()) args.save.push_back(item);
+        } else if (!item.empty()) {
+            return usageError("--save: unknown output(s) " + item + "; choose from mask, prob, overlay");
+        }
+    }
+    return Status::ok();
+}
+
+// Every option of the C++ fundus-infer (usageText() describes them; runtime/cli.py's names).
+const std::vector<Flag>& flags() {
+    static const std::vector<Flag> table = {
+        {{"-h", "--help"}, false, setFlag(&CliArgs::showHelp)},
+        {{"--version"}, false, setFlag(&CliArgs::showVersion)},
+        {{"--self-test"}, false, setFlag(&CliArgs::selfTest)},
+        {{"--quiet", "-q"}, false, setFlag(&CliArgs::quiet)},
+        {{"-o", "--output", "--output-dir", "--out"}, true, setText(&CliArgs::outputDir)},
+        {{"--model"}, true, setText(&CliArgs::model)},
+        {{"--backend"},
+         true,
+         setChoice(&CliArgs::backend, "--backend", {"auto", "opencv", "trt"},
+                   "; ort and torch are in the Python fundus-infer only")},
+        {{"--precision"}, true, setChoice(&CliArgs::precision, "--precision", {"fp32", "fp16", "int8"})},
+        {{"--fov"}, true, setText(&CliArgs::fov)},
+        {{"--scale"}, true, applyScale},
+        {{"--quality"}, true, setChoice(&CliArgs::quality, "--quality", {"flag", "refuse", "off"})},
+        {{"--threshold"}, true, applyThreshold},
+        {{"--threads"}, true, setPositiveInt(&CliArgs::threads, "--threads")},
+        {{"--save"}, true, applySave},
+        {{"--batch"}, true, setPositiveInt(&CliArgs::batch, "--batch")},
+        {{"--max-pixels"}, true, setPositiveInt(&CliArgs::maxPixels, "--max-pixels")},
+        {{"--debug-dump"}, true, setText(&CliArgs::debugDump)},  // hidden: float planes for the parity tests
+    };
+    return table;
+}
+
+const Flag* findFlag(const std::string& name) {
+    for (const Flag& flag : flags()) {
+        if (std::find(flag.names.begin(), flag.names.end(), name) != flag.names.end()) return &flag;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
 Result<CliArgs> parseArgs(int argc, char** argv) {
     CliArgs args;
     args.model = defaultModelDir();
@@ -132,114 +249,19 @@ Result<CliArgs> parseArgs(int argc, char** argv) {
             onlyPositional = true;
             continue;
         }
-        std::string value;
-        bool hasInlineValue = false;
-        if (arg.rfind("--", 0) == 0) {
-            const auto eq = arg.find('=');
-            if (eq != std::string::npos) {
-                value = arg.substr(eq + 1);
-                arg = arg.substr(0, eq);
-                hasInlineValue = true;
-            }
+        std::optional<std::string> value;  // --name=value
+        const auto eq = arg.rfind("--", 0) == 0 ? arg.find('=') : std::string::npos;
+        if (eq != std::string::npos) {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
         }
-        auto takeValue = [&](std::string& out) -> Status {
-            if (hasInlineValue) {
-                out = value;
-            } else if (i + 1 < argc) {
-                out = argv[++i];
-            } else {
-                return usageError(arg + " needs a value");
-            }
-            return Status::ok();
-        };
-        Status status;
-        if (arg == "-h" || arg == "--help") {
-            args.showHelp = true;
-        } else if (arg == "--version") {
-            args.showVersion = true;
-        } else if (arg == "--self-test") {
-            args.selfTest = true;
-        } else if (arg == "--quiet" || arg == "-q") {
-            args.quiet = true;
-        } else if (arg == "-o" || arg == "--output" || arg == "--output-dir" || arg == "--out") {
-            status = takeValue(args.outputDir);
-        } else if (arg == "--model") {
-            status = takeValue(args.model);
-        } else if (arg == "--backend") {
-            status = takeValue(args.backend);
-            if (status && args.backend != "auto" && args.backend != "opencv" && args.backend != "trt") {
-                status = usageError("--backend must be auto, opencv or trt (got '" + args.backend +
-                                    "'; ort and torch are in the Python fundus-infer only)");
-            }
-        } else if (arg == "--precision") {
-            status = takeValue(args.precision);
-            if (status && args.precision != "fp32" && args.precision != "fp16" && args.precision != "int8") {
-                status = usageError("--precision must be fp32, fp16 or int8 (got '" + args.precision + "')");
-            }
-        } else if (arg == "--fov") {
-            status = takeValue(args.fov);
-        } else if (arg == "--scale") {
-            std::string text;
-            status = takeValue(text);
-            if (status) {
-                auto request = parseScale(text);
-                if (request) {
-                    args.scale = *request;
-                } else {
-                    status = request.status();
-                }
-            }
-        } else if (arg == "--quality") {
-            status = takeValue(args.quality);
-            if (status && args.quality != "flag" && args.quality != "refuse" && args.quality != "off") {
-                status = usageError("--quality must be flag, refuse or off (got '" + args.quality + "')");
-            }
-        } else if (arg == "--threshold") {
-            std::string text;
-            status = takeValue(text);
-            if (status && (!parseDouble(text, args.threshold) || args.threshold < 0 || args.threshold > 1)) {
-                status = usageError("--threshold must be a number in [0, 1] (got '" + text + "')");
-            }
-            args.thresholdSet = true;
-        } else if (arg == "--threads") {
-            std::string text;
-            status = takeValue(text);
-            if (status && !parsePositiveInt(text, args.threads)) {
-                status = usageError("--threads must be a positive integer (got '" + text + "')");
-            }
-        } else if (arg == "--save") {
-            std::string text;
-            status = takeValue(text);
-            args.save.clear();
-            std::stringstream items(text);
-            std::string item;
-            while (status && std::getline(items, item, ',')) {
-                item.erase(0, item.find_first_not_of(' '));
-                item.erase(item.find_last_not_of(' ') + 1);
-                if (item == "mask" || item == "prob" || item == "overlay") {
-                    if (std::find(args.save.begin(), args.save.end(), item) == args.save.end())
-                        args.save.push_back(item);
-                } else if (!item.empty()) {
-                    status = usageError("--save: unknown output(s) " + item + "; choose from mask, prob, overlay");
-                }
-            }
-        } else if (arg == "--batch") {
-            std::string text;
-            status = takeValue(text);
-            if (status && !parsePositiveInt(text, args.batch)) {
-                status = usageError("--batch must be a positive integer (got '" + text + "')");
-            }
-        } else if (arg == "--max-pixels") {
-            std::string text;
-            status = takeValue(text);
-            if (status && !parsePositiveInt(text, args.maxPixels)) {
-                status = usageError("--max-pixels must be a positive integer (got '" + text + "')");
-            }
-        } else if (arg == "--debug-dump") {  // hidden: float planes for the parity tests
-            status = takeValue(args.debugDump);
-        } else {
-            status = usageError("unknown option " + arg);
+        const Flag* flag = findFlag(arg);
+        if (!flag) return usageError("unknown option " + arg);
+        if (flag->takesValue && !value) {
+            if (i + 1 >= argc) return usageError(arg + " needs a value");
+            value = argv[++i];
         }
+        Status status = flag->apply(args, value.value_or(""));
         if (!status) return status;
     }
     args.model = resolveBundle(args.model);
