@@ -19,6 +19,7 @@
 #include "fundus/cli_args.h"
 #include "fundus/exit_status.h"
 #include "fundus/imageio.h"
+#include "fundus/npy.h"
 #include "fundus/output_guard.h"
 #include "fundus/paths.h"
 #include "fundus/pipeline.h"

@@ -17,6 +17,7 @@
 #include "fundus/exit_status.h"
 #include "fundus/fov.h"
 #include "fundus/imageio.h"
+#include "fundus/npy.h"
 #include "fundus/opencv_backend.h"
 #include "fundus/paths.h"
 #include "fundus/pipeline.h"
@@ -105,18 +106,23 @@ Result<std::string> checkedFile(const cv::FileNode& top, const std::string& key,
     return path;
 }
 
+// The float32 .npy file under `key`, checked against model.json's sha256 and the expected `shape`.
+Result<cv::Mat> readArray(const cv::FileNode& entry, const std::string& key, const std::string& refPath,
+                          const std::vector<int>& shape) {
+    FUNDUS_TRY(const std::string path, checkedFile(entry, key, refPath));
+    FUNDUS_TRY(NpyArray array, readNpy(path));
+    if (array.shape != shape) {
+        std::string expected;
+        for (const int n : shape) expected += (expected.empty() ? "" : ", ") + std::to_string(n);
+        return referenceError(path + ": shape is not (" + expected + ")");
+    }
+    return array.data;
+}
+
+// A plane of `size` (rows, cols).
 Result<cv::Mat> readPlane(const cv::FileNode& entry, const std::string& key, const std::string& refPath,
                           const cv::Size& size) {
-    auto path = checkedFile(entry, key, refPath);
-    if (!path) return path.status();
-    std::vector<int> shape;
-    auto plane = readNpyFloat32(*path, shape);
-    if (!plane) return plane.status();
-    if (shape != std::vector<int>{size.height, size.width}) {
-        return referenceError(*path + ": shape is not (" + std::to_string(size.height) + ", " +
-                              std::to_string(size.width) + ")");
-    }
-    return *plane;
+    return readArray(entry, key, refPath, {size.height, size.width});
 }
 
 Result<ScaledReference> loadScaled(const cv::FileNode& top, const std::string& refPath) {
@@ -147,12 +153,9 @@ Result<ScaledReference> loadScaled(const cv::FileNode& top, const std::string& r
     if (!fov) return fov.status();
     if (fov->size() != scaled.imageRgb.size()) return referenceError(*fovPath + ": not the size of the image");
     scaled.fov = *fov;
-    auto plane = readPlane(node, "plane", refPath, scaledSize(scaled.imageRgb.size(), scaled.decision.factor));
-    if (!plane) return plane.status();
-    scaled.plane = *plane;
-    auto probability = readPlane(node, "probability", refPath, scaled.imageRgb.size());
-    if (!probability) return probability.status();
-    scaled.probability = *probability;
+    FUNDUS_TRY(scaled.plane,
+               readPlane(node, "plane", refPath, scaledSize(scaled.imageRgb.size(), scaled.decision.factor)));
+    FUNDUS_TRY(scaled.probability, readPlane(node, "probability", refPath, scaled.imageRgb.size()));
     auto found = fovFromImage(scaled.imageRgb);
     if (!found) return found.status();
     scaled.own = decideScale(*found, scaled.config, ScaleRequest());
@@ -212,32 +215,15 @@ Result<Reference> loadReference(const Bundle& bundle) {
         if (read->size() != ref.imageRgb.size()) return referenceError(*path + ": not the size of the image");
         *mask = *read;
     }
-    std::vector<int> shape;
-    auto planePath = checkedFile(top, "plane", ref.path);
-    if (!planePath) return planePath.status();
-    auto plane = readNpyFloat32(*planePath, shape);
-    if (!plane) return plane.status();
-    if (shape != std::vector<int>{ref.imageRgb.rows, ref.imageRgb.cols}) {
-        return referenceError(*planePath + ": shape is not the image's");
-    }
-    ref.plane = *plane;
-    auto probPath = checkedFile(top, "probability", ref.path);
-    if (!probPath) return probPath.status();
-    auto prob = readNpyFloat32(*probPath, shape);
-    if (!prob) return prob.status();
-    if (shape != std::vector<int>{ref.imageRgb.rows, ref.imageRgb.cols}) {
-        return referenceError(*probPath + ": shape is not the image's (" + std::to_string(ref.imageRgb.rows) + ", " +
-                              std::to_string(ref.imageRgb.cols) + ")");
-    }
-    ref.probability = *prob;
-    auto tilesPath = checkedFile(top, "tiles", ref.path);
-    if (!tilesPath) return tilesPath.status();
-    auto tiles = readNpyFloat32(*tilesPath, shape);
-    if (!tiles) return tiles.status();
+    FUNDUS_TRY(ref.plane, readPlane(top, "plane", ref.path, ref.imageRgb.size()));
+    FUNDUS_TRY(ref.probability, readPlane(top, "probability", ref.path, ref.imageRgb.size()));
+    FUNDUS_TRY(const std::string tilesPath, checkedFile(top, "tiles", ref.path));
+    FUNDUS_TRY(NpyArray tiles, readNpy(tilesPath));
+    const std::vector<int>& shape = tiles.shape;
     const cv::FileNode origins = top["tile_origins_xy"];
     if (shape.size() != 3 || shape[1] != bundle.tile || shape[2] != bundle.tile || !origins.isSeq() ||
         int(origins.size()) != shape[0] || shape[0] == 0) {
-        return referenceError(*tilesPath + ": not (n, " + std::to_string(bundle.tile) + ", " +
+        return referenceError(tilesPath + ": not (n, " + std::to_string(bundle.tile) + ", " +
                               std::to_string(bundle.tile) + ") with one 'tile_origins_xy' entry per tile");
     }
     for (int i = 0; i < shape[0]; ++i) {
@@ -249,7 +235,7 @@ Result<Reference> loadReference(const Bundle& bundle) {
                                   "inside the image");
         }
         ref.origins.push_back(origin);
-        ref.tiles.push_back(tiles->rowRange(i * bundle.tile, (i + 1) * bundle.tile).clone());
+        ref.tiles.push_back(tiles.data.rowRange(i * bundle.tile, (i + 1) * bundle.tile).clone());
     }
     const cv::FileNode tolerances = top["tolerances"];
     if (!tolerances.isMap()) return referenceError(ref.path + ": 'tolerances' missing");
@@ -262,9 +248,7 @@ Result<Reference> loadReference(const Bundle& bundle) {
         if (readDouble(entry["f1_points"], value)) tol.f1Points = value;
         ref.tolerances[entry.name()] = tol;
     }
-    auto scaled = loadScaled(top, ref.path);
-    if (!scaled) return scaled.status();
-    ref.scaled = *scaled;
+    FUNDUS_TRY(ref.scaled, loadScaled(top, ref.path));
     return ref;
 }
 
@@ -595,56 +579,6 @@ void printTable(const std::vector<Outcome>& rows, const Reasons& skipped, const 
 }
 
 }  // namespace
-
-Result<cv::Mat> readNpyFloat32(const std::string& path, std::vector<int>& shape) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Status::error(ErrorCode::kBundle, path + ": cannot open");
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    const std::string bytes = buffer.str();
-    const Status bad = Status::error(ErrorCode::kBundle, path + ": not a little-endian float32 C-order .npy file");
-    if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) return bad;
-    const int major = static_cast<unsigned char>(bytes[6]);
-    std::size_t headerLength = 0, offset = 0;
-    if (major == 1) {
-        headerLength =
-            std::size_t(static_cast<unsigned char>(bytes[8])) | std::size_t(static_cast<unsigned char>(bytes[9])) << 8;
-        offset = 10;
-    } else if (major == 2 || major == 3) {
-        if (bytes.size() < 12) return bad;
-        for (int i = 0; i < 4; ++i) headerLength |= std::size_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
-        offset = 12;
-    } else {
-        return bad;
-    }
-    if (bytes.size() < offset + headerLength) return bad;
-    const std::string header = bytes.substr(offset, headerLength);
-    if (header.find("'descr': '<f4'") == std::string::npos ||
-        header.find("'fortran_order': False") == std::string::npos) {
-        return bad;
-    }
-    const auto open = header.find("'shape': (");
-    const auto close = open == std::string::npos ? open : header.find(')', open);
-    if (close == std::string::npos) return bad;
-    shape.clear();
-    std::stringstream dims(header.substr(open + 10, close - open - 10));
-    std::string dim;
-    std::size_t count = 1;
-    while (std::getline(dims, dim, ',')) {
-        dim.erase(0, dim.find_first_not_of(' '));
-        if (dim.empty()) continue;
-        char* end = nullptr;
-        const long value = std::strtol(dim.c_str(), &end, 10);
-        if (*end != '\0' || value <= 0 || value > (1 << 20)) return bad;
-        shape.push_back(int(value));
-        count *= std::size_t(value);
-    }
-    if (shape.empty() || bytes.size() != offset + headerLength + 4 * count) return bad;
-    const int cols = shape.back();
-    cv::Mat out(int(count / std::size_t(cols)), cols, CV_32F);
-    std::memcpy(out.data, bytes.data() + offset + headerLength, 4 * count);  // little-endian hosts only
-    return out;
-}
 
 int runSelfTest(const SelfTestOptions& options, const std::string& program) {
     auto fail = [&](const std::string& message) {

@@ -113,22 +113,4 @@ Status writeJsonAtomic(const std::string& path, const Json& value) {
     return writeFileAtomic(path, value.dump() + "\n");
 }
 
-Status writeNpy(const std::string& path, const cv::Mat& plane) {
-    cv::Mat data;
-    plane.convertTo(data, CV_32F);
-    if (!data.isContinuous()) data = data.clone();
-    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(data.rows) + ", " +
-                         std::to_string(data.cols) + "), }";
-    while ((10 + header.size() + 1) % 64 != 0) header.push_back(' ');
-    header.push_back('\n');
-    std::string bytes = "\x93NUMPY";
-    bytes.push_back('\x01');
-    bytes.push_back('\x00');
-    bytes.push_back(char(header.size() & 0xff));
-    bytes.push_back(char(header.size() >> 8));
-    bytes += header;
-    bytes.append(reinterpret_cast<const char*>(data.data), data.total() * sizeof(float));
-    return writeFileAtomic(path, bytes);
-}
-
 }  // namespace fundus

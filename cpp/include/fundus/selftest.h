@@ -30,8 +30,4 @@ struct SelfTestOptions {
 // 2 the bundle, its self-test reference or the output folder is unusable (message on stderr).
 int runSelfTest(const SelfTestOptions& options, const std::string& program);
 
-// A little-endian float32, C-order NumPy .npy file: its shape and values (CV_32F, rows = product
-// of all but the last dimension). Errors name the file.
-Result<cv::Mat> readNpyFloat32(const std::string& path, std::vector<int>& shape);
-
 }  // namespace fundus

@@ -55,3 +55,12 @@ private:
 };
 
 }  // namespace fundus
+
+// FUNDUS_TRY(auto x, f()): evaluates f() (a Result or a Status-returning call's Result), returns its Status
+// from the enclosing function when it failed, else declares x as its value. One per line.
+#define FUNDUS_TRY_CONCAT_(a, b) a##b
+#define FUNDUS_TRY_NAME_(line) FUNDUS_TRY_CONCAT_(fundus_try_result_, line)
+#define FUNDUS_TRY(declaration, expression)                                      \
+    auto FUNDUS_TRY_NAME_(__LINE__) = (expression);                              \
+    if (!FUNDUS_TRY_NAME_(__LINE__)) return FUNDUS_TRY_NAME_(__LINE__).status(); \
+    declaration = std::move(*FUNDUS_TRY_NAME_(__LINE__))

@@ -59,7 +59,5 @@ std::string jsonNumber(double value);
 double roundTo(double value, int digits);
 
 Status writeJsonAtomic(const std::string& path, const Json& value);
-// A 2-D plane as a little-endian float32 NumPy .npy file.
-Status writeNpy(const std::string& path, const cv::Mat& plane);
 
 }  // namespace fundus
