@@ -19,14 +19,17 @@ field of view (FOV), so the same photograph at 0.5x, 1x and 2x gets the same ver
 - *after segmentation*: the vessel map's share of the FOV (``vessel_fraction``) and the share of
   vessel pixels in components spanning at least 1/20 of the FOV diameter (``vessel_connected``).
 
-The C++ ``fundus-infer`` computes the same measures (cpp/src/quality.cpp); the thresholds are in
-:data:`CHECKS`, set on DRIVE and CHASE_DB1 and degraded copies of them (``scripts/quality_eval.py``).
+The C++ ``fundus-infer`` computes the same measures (cpp/src/quality.cpp); the thresholds and sizes
+are in ``quality_limits.json``, which both read (:data:`CHECKS`), set on DRIVE and CHASE_DB1 and
+degraded copies of them (``scripts/quality_eval.py``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 
 import cv2
 import numpy as np
@@ -36,13 +39,17 @@ from fundus_vessels.runtime.scale import ScaleDecision
 
 QUALITY_MODES = ("flag", "refuse", "off")
 VERDICTS = ("good", "usable", "reject")
-WORK_SIDE = 256  # long side (px) of the image the FOV, colour and illumination are measured on
-FOCUS_DIAMETER = 256  # FOV diameter (px) at which contrast and focus are measured
-PATCH_SIDE = 512  # largest side (px) of the full-resolution square noise and blockiness use
-EDGE_MARGIN = 3  # FOV edge points this close to the frame are the frame's edge, not the aperture's
-CLIP_LEVEL = 250  # a pixel is clipped when its brightest channel reaches this
-CONTRAST_FLOOR = 0.012  # focus divides by at least this share of the mean green (below it: no vessels to judge)
-CONNECTED_SPAN = 0.05  # a vessel component is "connected" when it spans this share of the FOV diameter
+# The tuned numbers live in quality_limits.json, which the C++ build embeds: one source for both.
+LIMITS_FILE = "quality_limits.json"
+LIMITS = json.loads(resources.files("fundus_vessels.runtime").joinpath(LIMITS_FILE).read_text(encoding="utf-8"))
+_CONSTANTS = LIMITS["constants"]
+WORK_SIDE = int(_CONSTANTS["work_side"])  # long side (px) of the image the FOV, colour and illumination are measured on
+FOCUS_DIAMETER = int(_CONSTANTS["focus_diameter"])  # FOV diameter (px) at which contrast and focus are measured
+PATCH_SIDE = int(_CONSTANTS["patch_side"])  # largest side (px) of the full-resolution square noise and blockiness use
+EDGE_MARGIN = int(_CONSTANTS["edge_margin"])  # FOV edge points this close to the frame are the frame's edge
+CLIP_LEVEL = int(_CONSTANTS["clip_level"])  # a pixel is clipped when its brightest channel reaches this
+CONTRAST_FLOOR = float(_CONSTANTS["contrast_floor"])  # focus divides by at least this share of the mean green
+CONNECTED_SPAN = float(_CONSTANTS["connected_span"])  # "connected": spans this share of the FOV diameter
 
 NOT_FUNDUS = "not a fundus photograph"
 
@@ -66,33 +73,20 @@ class Check:
         return 2 if beyond(self.reject) else 1 if beyond(self.usable) else 0
 
 
+def _checks(group: str) -> tuple[Check, ...]:
+    """The checks of ``group`` (image, vessel, scale) in :data:`LIMITS_FILE`, in its order."""
+    return tuple(
+        Check(c["measure"], bool(c["low"]), c.get("usable"), c.get("reject"), c["reason"])
+        for c in LIMITS["checks"][group]
+    )
+
+
 # Limits set on data: every DRIVE and CHASE_DB1 image is good or usable, degraded copies fall at the
-# levels README.md states (scripts/quality_eval.py prints the measures and the confusion table).
-IMAGE_CHECKS = (
-    Check("fov_fraction", True, None, 0.25, f"{NOT_FUNDUS}: field of view too small"),
-    Check("fov_fraction", False, None, 0.92, f"{NOT_FUNDUS}: no dark surround"),
-    Check("fov_roundness", True, None, 0.9, f"{NOT_FUNDUS}: field of view not round"),
-    Check("red_share", True, None, 0.42, f"{NOT_FUNDUS}: colour not fundus-like"),
-    Check("blue_share", False, None, 0.25, f"{NOT_FUNDUS}: colour not fundus-like"),
-    Check("fov_completeness", True, 0.8, 0.6, "field of view cut off"),
-    Check("brightness", True, 0.16, 0.075, "too dark"),
-    Check("brightness", False, 0.65, 0.85, "overexposed"),
-    Check("clipped_fraction", False, 0.1, 0.4, "overexposed"),
-    Check("unevenness", False, 1.5, 2.0, "uneven illumination"),
-    Check("contrast", True, 0.012, 0.006, "low contrast"),
-    Check("focus", True, 0.45, 0.4, "out of focus"),
-    Check("noise", False, 0.04, 0.12, "noisy"),
-    Check("blockiness", False, 2.5, 6.0, "compression artefacts"),
-)
-VESSEL_CHECKS = (
-    Check("vessel_fraction", True, 0.04, 0.01, "implausible vessel map: too few vessels"),
-    Check("vessel_fraction", False, 0.25, 0.4, "implausible vessel map: too many vessels"),
-    Check("vessel_connected", True, 0.6, 0.3, "implausible vessel map: fragmented"),
-)
+# levels docs/quality.md states (scripts/quality_eval.py prints the measures and the confusion table).
+IMAGE_CHECKS = _checks("image")
+VESSEL_CHECKS = _checks("vessel")
 # the photograph's scale relative to the model's (runtime/scale.py): in_domain is 1 or 0
-SCALE_CHECKS = (
-    Check("scale_in_domain", True, 0.5, None, "out of domain: scale not estimated or outside the model's range"),
-)
+SCALE_CHECKS = _checks("scale")
 CHECKS = IMAGE_CHECKS + VESSEL_CHECKS + SCALE_CHECKS
 
 

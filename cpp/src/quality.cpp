@@ -7,23 +7,15 @@
 
 #include "fundus/fov.h"
 #include "fundus/preprocess.h"
+#include "fundus/quality_limits.h"
 
 namespace fundus {
 namespace {
 
-// runtime/quality.py constants
-constexpr int kWorkSide = 256;
-constexpr double kFocusDiameter = 256.0;
-constexpr int kPatchSide = 512;
-constexpr int kEdgeMargin = 3;
-constexpr int kClipLevel = 250;
-constexpr double kContrastFloor = 0.012;
-constexpr double kConnectedSpan = 0.05;
 const char* const kVerdicts[] = {"good", "usable", "reject"};
-const std::string kNotFundus = "not a fundus photograph";
 
 struct Check {
-    const char* measure;
+    std::string measure;
     bool low;       // true: too low is bad
     double usable;  // NaN: no limit
     double reject;
@@ -35,41 +27,50 @@ struct Check {
     }
 };
 
-const double kNone = std::nan("");
-const std::vector<Check>& imageChecks() {
-    static const std::vector<Check> checks = {
-        {"fov_fraction", true, kNone, 0.25, kNotFundus + ": field of view too small"},
-        {"fov_fraction", false, kNone, 0.92, kNotFundus + ": no dark surround"},
-        {"fov_roundness", true, kNone, 0.9, kNotFundus + ": field of view not round"},
-        {"red_share", true, kNone, 0.42, kNotFundus + ": colour not fundus-like"},
-        {"blue_share", false, kNone, 0.25, kNotFundus + ": colour not fundus-like"},
-        {"fov_completeness", true, 0.8, 0.6, "field of view cut off"},
-        {"brightness", true, 0.16, 0.075, "too dark"},
-        {"brightness", false, 0.65, 0.85, "overexposed"},
-        {"clipped_fraction", false, 0.1, 0.4, "overexposed"},
-        {"unevenness", false, 1.5, 2.0, "uneven illumination"},
-        {"contrast", true, 0.012, 0.006, "low contrast"},
-        {"focus", true, 0.45, 0.4, "out of focus"},
-        {"noise", false, 0.04, 0.12, "noisy"},
-        {"blockiness", false, 2.5, 6.0, "compression artefacts"},
-    };
-    return checks;
+// runtime/quality_limits.json (embedded at build time): the sizes the measures use and every check.
+struct Limits {
+    int workSide = 0;
+    double focusDiameter = 0;
+    int patchSide = 0;
+    int edgeMargin = 0;
+    int clipLevel = 0;
+    double contrastFloor = 0;
+    double connectedSpan = 0;
+    std::vector<Check> imageChecks, vesselChecks, scaleChecks;
+};
+
+double limitOf(const cv::FileNode& node) {
+    return node.empty() ? std::nan("") : double(node);
 }
-const std::vector<Check>& vesselChecks() {
-    static const std::vector<Check> checks = {
-        {"vessel_fraction", true, 0.04, 0.01, "implausible vessel map: too few vessels"},
-        {"vessel_fraction", false, 0.25, 0.4, "implausible vessel map: too many vessels"},
-        {"vessel_connected", true, 0.6, 0.3, "implausible vessel map: fragmented"},
-    };
+
+std::vector<Check> readChecks(const cv::FileNode& group) {
+    std::vector<Check> checks;
+    for (const cv::FileNode& c : group) {
+        checks.push_back({std::string(c["measure"]), int(c["low"]) != 0, limitOf(c["usable"]), limitOf(c["reject"]),
+                          std::string(c["reason"])});
+    }
     return checks;
 }
 
-// the photograph's scale relative to the model's (runtime/scale.py): scale_in_domain is 1 or 0
-const std::vector<Check>& scaleChecks() {
-    static const std::vector<Check> checks = {
-        {"scale_in_domain", true, 0.5, kNone, "out of domain: scale not estimated or outside the model's range"},
-    };
-    return checks;
+const Limits& limits() {
+    static const Limits parsed = [] {
+        cv::FileStorage fs(kQualityLimitsJson,
+                           cv::FileStorage::READ | cv::FileStorage::MEMORY | cv::FileStorage::FORMAT_JSON);
+        const cv::FileNode constants = fs["constants"], checks = fs["checks"];
+        Limits l;
+        l.workSide = int(constants["work_side"]);
+        l.focusDiameter = double(constants["focus_diameter"]);
+        l.patchSide = int(constants["patch_side"]);
+        l.edgeMargin = int(constants["edge_margin"]);
+        l.clipLevel = int(constants["clip_level"]);
+        l.contrastFloor = double(constants["contrast_floor"]);
+        l.connectedSpan = double(constants["connected_span"]);
+        l.imageChecks = readChecks(checks["image"]);
+        l.vesselChecks = readChecks(checks["vessel"]);
+        l.scaleChecks = readChecks(checks["scale"]);
+        return l;
+    }();
+    return parsed;
 }
 
 void grade(Quality& quality, const std::vector<Check>& checks) {
@@ -133,8 +134,8 @@ Circle fitCircle(const cv::Mat& fov) {
     long long n = 0;
     for (const auto& contour : contours) {
         for (const cv::Point& p : contour) {
-            if (p.x < kEdgeMargin || p.x > fov.cols - 1 - kEdgeMargin || p.y < kEdgeMargin ||
-                p.y > fov.rows - 1 - kEdgeMargin) {
+            if (p.x < limits().edgeMargin || p.x > fov.cols - 1 - limits().edgeMargin || p.y < limits().edgeMargin ||
+                p.y > fov.rows - 1 - limits().edgeMargin) {
                 continue;
             }
             const double row[3] = {double(p.x), double(p.y), 1.0};
@@ -196,7 +197,7 @@ void colourMeasures(Quality& q, const cv::Mat& small, const cv::Mat& fov) {
         for (int x = 0; x < small.cols; ++x) {
             if (!f[x]) continue;
             ++inFov;
-            const bool clipped = std::max(px[x][0], std::max(px[x][1], px[x][2])) >= kClipLevel;
+            const bool clipped = std::max(px[x][0], std::max(px[x][1], px[x][2])) >= limits().clipLevel;
             for (int c = 0; c < 3; ++c) sumAll[c] += px[x][c];
             if (!clipped) {
                 ++unclipped;
@@ -228,7 +229,7 @@ void illuminationMeasures(Quality& q, const cv::Mat& small, const cv::Mat& fov, 
         for (int x = 0; x < small.cols; ++x) {
             if (!f[x]) continue;
             inside.push_back(l[x]);
-            clipped += px[x][1] >= kClipLevel;
+            clipped += px[x][1] >= limits().clipLevel;
         }
     }
     add(q, "brightness", lowerMedian(inside) / 255.0);
@@ -262,12 +263,12 @@ void illuminationMeasures(Quality& q, const cv::Mat& small, const cv::Mat& fov, 
 }
 
 void focusMeasures(Quality& q, const cv::Mat& green, const cv::Mat& fovSmall, double diameterPx) {
-    const cv::Size size = scaledSize(green.rows, green.cols, kFocusDiameter / std::max(diameterPx, 1.0));
+    const cv::Size size = scaledSize(green.rows, green.cols, limits().focusDiameter / std::max(diameterPx, 1.0));
     cv::Mat plane;
     resized(green, size).convertTo(plane, CV_32F);
     cv::Mat fov;
     cv::resize(fovSmall, fov, size, 0, 0, cv::INTER_NEAREST);
-    const int rim = 2 * int(std::floor(0.04 * kFocusDiameter)) + 1;
+    const int rim = 2 * int(std::floor(0.04 * limits().focusDiameter)) + 1;
     cv::erode(fov, fov, cv::getStructuringElement(cv::MORPH_ELLIPSE, {rim, rim}));
     cv::Mat fine, coarse;
     cv::GaussianBlur(plane, fine, cv::Size(0, 0), 1.0);
@@ -293,7 +294,7 @@ void focusMeasures(Quality& q, const cv::Mat& green, const cv::Mat& fovSmall, do
         return;
     }
     const double fineDetail = fineSum / double(n), vesselDetail = vesselSum / double(n), mean = sum / double(n);
-    const double floor = std::max(vesselDetail, kContrastFloor * mean);
+    const double floor = std::max(vesselDetail, limits().contrastFloor * mean);
     add(q, "contrast", mean > 0 ? vesselDetail / mean : 0.0);
     add(q, "focus", floor > 0 ? fineDetail / floor : 0.0);
 }
@@ -303,7 +304,7 @@ int floorDiv8(int v) {
 }
 
 void patchMeasures(Quality& q, const cv::Mat& green, double cx, double cy, double radius) {
-    const int side = std::min(kPatchSide, int(std::floor(1.2 * radius)));
+    const int side = std::min(limits().patchSide, int(std::floor(1.2 * radius)));
     const int x0 = std::max(0, floorDiv8(std::min(green.cols - side, int(std::floor(cx - side / 2.0)))));
     const int y0 = std::max(0, floorDiv8(std::min(green.rows - side, int(std::floor(cy - side / 2.0)))));
     const int w = std::max(0, std::min(side, green.cols - x0)), h = std::max(0, std::min(side, green.rows - y0));
@@ -383,7 +384,7 @@ Result<Quality> assessImage(const cv::Mat& imageRgb) {
         cv::Mat planes[3] = {first, first, first};
         cv::merge(planes, 3, rgb);
     }
-    const double scale = double(kWorkSide) / double(std::max(rgb.rows, rgb.cols));
+    const double scale = double(limits().workSide) / double(std::max(rgb.rows, rgb.cols));
     const cv::Mat small = resized(rgb, scaledSize(rgb.rows, rgb.cols, scale));
     auto fovResult = fovFromImage(small);
     if (!fovResult) return fovResult.status();
@@ -414,7 +415,7 @@ Result<Quality> assessImage(const cv::Mat& imageRgb) {
     cv::extractChannel(rgb, green, 1);
     focusMeasures(q, green, fov, 2.0 * radius);
     patchMeasures(q, green, cx, cy, radius);
-    grade(q, imageChecks());
+    grade(q, limits().imageChecks);
     return q;
 }
 
@@ -426,7 +427,7 @@ void assessVessels(Quality& quality, const cv::Mat& mask, const cv::Mat& fov) {
     if (total) {
         cv::Mat labels, stats, centroids;
         const int count = cv::connectedComponentsWithStats(vessels, labels, stats, centroids, 8);
-        const double span = kConnectedSpan * quality.measure("fov_diameter_px");
+        const double span = limits().connectedSpan * quality.measure("fov_diameter_px");
         long long area = 0;
         for (int i = 1; i < count; ++i) {
             const int extent = std::max(stats.at<int>(i, cv::CC_STAT_WIDTH), stats.at<int>(i, cv::CC_STAT_HEIGHT));
@@ -436,13 +437,13 @@ void assessVessels(Quality& quality, const cv::Mat& mask, const cv::Mat& fov) {
     }
     add(quality, "vessel_fraction", inside ? double(total) / double(inside) : 0.0);
     add(quality, "vessel_connected", connected);
-    grade(quality, vesselChecks());
+    grade(quality, limits().vesselChecks);
 }
 
 void assessScale(Quality& quality, const ScaleDecision& scale) {
     add(quality, "scale_factor", scale.factor);
     add(quality, "scale_in_domain", scale.inDomain ? 1.0 : 0.0);
-    grade(quality, scaleChecks());
+    grade(quality, limits().scaleChecks);
 }
 
 Json qualityJson(const Quality& quality) {
