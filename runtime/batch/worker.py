@@ -15,13 +15,14 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 from fundus_vessels.runtime.batch.table import is_done, output_hashes
 from fundus_vessels.runtime.bundle import sha256_file
-from fundus_vessels.runtime.cli import Job, segment_job, setup
+from fundus_vessels.runtime.jobs import Job, segment_job, setup
 
 DRIVER_CHECK_SECONDS = 1.0
 
@@ -103,7 +104,7 @@ class SegmentWorker:
         exit_with_driver(driver)
         self.args = args
         self.settings = settings_sha256
-        self.segmenter, self.fov, self.kinds = setup(args)
+        self.run = replace(setup(args), quiet=True)  # per-image lines would come from every actor
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [json.dumps(self.row(json.loads(str(t))), sort_keys=True) for t in batch["task"]]
@@ -119,10 +120,7 @@ class SegmentWorker:
         if is_done(prior, sha, self.settings, out_dir):
             return prior
         job = Job(source=task["file"], stem=task["stem"], path=path)
-        args = self.args
-        entry, failure = segment_job(
-            job, self.segmenter, self.fov, out_dir, self.kinds, True, args.keep_identifiers, args.quality
-        )
+        entry, failure = segment_job(job, self.run)
         if failure is not None:
             return failed_row(task, sha, self.settings, failure["error"])
         tables = self.measure(entry, out_dir) if self.args.measure and not entry.get("refused") else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fundus_vessels.runtime.jobs import DEMO_STEM
 from fundus_vessels.runtime.measure.cli import PROG, Recorder
 from fundus_vessels.runtime.measure.sources import collect_sources_from_entries, load
 from fundus_vessels.runtime.measure.truth import drawn_tree_figures
@@ -19,8 +20,6 @@ from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 def measure_infer_outputs(args: argparse.Namespace, images: list[dict], failures: list[dict]) -> None:
     """Measure each segmented entry of ``images`` (in place); measuring failures join ``failures``."""
-    from fundus_vessels.runtime.cli import DEMO_STEM  # the CLI imports this module lazily: no cycle at load
-
     out_dir = Path(args.output_dir)
     recorder = Recorder(args.pixel_size_um, args.camera_fov_deg, over_photo=args.measure_over_photo)
     for entry, source in collect_sources_from_entries(out_dir, images, args.fov):
