@@ -132,19 +132,15 @@ class SegmentWorker:
         return row
 
     def measure(self, entry: dict, out_dir: Path) -> dict:
-        """``fundus-infer --measure`` for one entry: ``entry["measurements"]`` and its picture, as
-        :func:`fundus_vessels.runtime.measure.infer.measure_infer_outputs` does; returns its
-        measurements.csv and segments.csv rows (the driver writes both tables)."""
-        from fundus_vessels.runtime.measure.cli import Recorder
-        from fundus_vessels.runtime.measure.sources import collect_sources_from_entries, load
+        """``fundus-infer --measure`` for one entry (:func:`~fundus_vessels.runtime.measure.infer.measure_entry`,
+        the same code path): ``entry["measurements"]`` and its picture; returns its measurements.csv and
+        segments.csv rows (the driver writes both tables)."""
+        from fundus_vessels.runtime.measure.infer import measure_entry, measure_recorder
+        from fundus_vessels.runtime.measure.sources import collect_sources_from_entries
 
-        args = self.args
-        recorder = Recorder(args.pixel_size_um, args.camera_fov_deg, over_photo=args.measure_over_photo)
-        ((_, source),) = collect_sources_from_entries(out_dir, [entry], args.fov)
+        recorder = measure_recorder(self.args)
+        ((_, source),) = collect_sources_from_entries(out_dir, [entry], self.args.fov)
         if source is None:
             raise ValueError(f"{entry['file']}: --measure needs the mask: keep mask in --save")
-        mask, fov, fov_source = load(source, "auto")
-        entry["measurements"] = recorder.measure(
-            source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source, photo=source.photo
-        )
+        measure_entry(recorder, out_dir, entry, source)
         return {"rows": recorder.rows, "segments": recorder.segments}
