@@ -126,13 +126,13 @@ def run_batch(args: argparse.Namespace, settings: RunSettings) -> int:
     for job in tqdm(jobs, disable=settings.quiet or len(jobs) < 2, unit="img", file=sys.stderr):
         refusal = plan.claim(job.source, job.stem, job_outputs(job, settings.kinds, settings.measure))
         if refusal is not None:
-            failures.append(failure_entry(job.source, ValueError(refusal)))
+            failures.append(failure_entry(job.source, ValueError(refusal)).to_json())
             continue
         entry, failure = segment_job(job, settings)
         if failure is None:
-            images.append(entry)
+            images.append(entry.to_json())
         else:
-            failures.append(failure)
+            failures.append(failure.to_json())
 
     if settings.measure:  # loads scikit-image and skan (the 'measure' extra) only when asked
         from fundus_vessels.runtime.measure.infer import measure_infer_outputs

@@ -26,6 +26,7 @@ import numpy as np
 from fundus_vessels.runtime import dicom, imageio
 from fundus_vessels.runtime.backends import BackendError
 from fundus_vessels.runtime.bundle import BundleError, sha256_file
+from fundus_vessels.runtime.entries import FailureEntry, ImageEntry
 from fundus_vessels.runtime.extras import missing_extra
 from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.imageio import ImageReadError, list_images, read_binary_mask, read_image, write_image
@@ -146,7 +147,7 @@ def demo_scores(job: Job, mask: np.ndarray) -> dict[str, float]:
     return matrix.compute()
 
 
-def run_job(job: Job, settings: RunSettings) -> dict:
+def run_job(job: Job, settings: RunSettings) -> ImageEntry:
     """Read, grade, segment and write one image; returns its summary entry (raises on failure).
 
     ``settings.quality``: ``flag`` adds the gate's verdict to the entry, ``refuse`` also writes
@@ -166,7 +167,7 @@ def run_job(job: Job, settings: RunSettings) -> dict:
         raise (OSError if isinstance(exc, OSError) else ValueError)(scrubbed) from None
 
 
-def _run_job(job: Job, settings: RunSettings, source: object, start: float, written: list[Path]) -> dict:
+def _run_job(job: Job, settings: RunSettings, source: object, start: float, written: list[Path]) -> ImageEntry:
     segmenter, out_dir, kinds = settings.segmenter, settings.out_dir, settings.kinds
     if source is None and "dicom-seg" in kinds:
         raise ValueError(f"{job.source}: --save dicom-seg needs a DICOM input, this is not one")
@@ -177,7 +178,9 @@ def _run_job(job: Job, settings: RunSettings, source: object, start: float, writ
         write_image(out_dir / f"{job.stem}_input.png", image)
     report = None if settings.quality == "off" else assess_image(image)
     if report is not None and report.rejected and settings.quality == "refuse":
-        return {**image_entry(job, image), "refused": True, "quality": rounded(report), "outputs": {}}
+        entry = image_entry(job, image)
+        entry.refused, entry.quality = True, rounded(report)
+        return entry
     result = segmenter.segment(image, settings.fov)
     seg_name = f"{job.stem}{dicom.SEG_SUFFIX}"
     if "dicom-seg" in kinds:  # first: it is the output most likely to fail, on the source's header
@@ -186,38 +189,35 @@ def _run_job(job: Job, settings: RunSettings, source: object, start: float, writ
     outputs = save_outputs(out_dir, job.stem, image, result, kinds, written)
     if "dicom-seg" in kinds:
         outputs["dicom-seg"] = seg_name
-    entry = {
-        **image_entry(job, image),
-        "backend": segmenter.backend.name,
-        "precision": segmenter.backend.precision,
-        "seconds": round(time.perf_counter() - start, 4),
-        "vessel_fraction": round(result.vessel_fraction, 6),
-        "scale": result.scale.to_dict(),
-        "timings": {k: round(v, 4) for k, v in result.timings.items()},
-        "outputs": outputs,
-    }
+    entry = image_entry(job, image)
+    entry.backend, entry.precision = segmenter.backend.name, segmenter.backend.precision
+    entry.seconds = round(time.perf_counter() - start, 4)
+    entry.vessel_fraction = round(result.vessel_fraction, 6)
+    entry.scale = result.scale.to_dict()
+    entry.timings = {k: round(v, 4) for k, v in result.timings.items()}
+    entry.outputs = outputs
     if report is not None:
-        entry["quality"] = rounded(assess_scale(assess_vessels(report, result.mask, result.fov), result.scale))
+        entry.quality = rounded(assess_scale(assess_vessels(report, result.mask, result.fov), result.scale))
     if source is not None:
         identifiers = dicom.dicom_identifiers(source) if settings.keep_identifiers else {}
-        entry["dicom"] = dicom.dicom_summary(source) | identifiers
+        entry.dicom = dicom.dicom_summary(source) | identifiers
     if job.truth is not None:
-        entry["demo_scores"] = demo_scores(job, result.mask)
-        truth = (job.truth, result.mask, job.truth_fov, entry["demo_scores"])
+        entry.demo_scores = demo_scores(job, result.mask)
+        truth = (job.truth, result.mask, job.truth_fov, entry.demo_scores)
         outputs.update(write_demo_pictures(out_dir, job.stem, image, *truth))
     return entry
 
 
-def image_entry(job: Job, image: np.ndarray) -> dict:
-    """The summary entry's description of the input image (``channels``: what the file stores, alpha included)."""
+def image_entry(job: Job, image: np.ndarray) -> ImageEntry:
+    """The entry's description of the input image (``channels``: what the file stores, alpha included)."""
     stored = stored_channels(job.path) if job.path is not None else None
-    return {
-        "file": job.source,
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
-        "channels": stored or (1 if image.ndim == 2 else int(image.shape[2])),
-        "bit_depth": int(image.dtype.itemsize * 8),
-    }
+    return ImageEntry(
+        file=job.source,
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+        channels=stored or (1 if image.ndim == 2 else int(image.shape[2])),
+        bit_depth=int(image.dtype.itemsize * 8),
+    )
 
 
 def one_line(text: str) -> str:
@@ -225,7 +225,7 @@ def one_line(text: str) -> str:
     return " ".join(line.strip().lstrip(">").strip() for line in text.splitlines() if line.strip(" >"))
 
 
-def failure_entry(source: str, exc: Exception) -> dict:
+def failure_entry(source: str, exc: Exception) -> FailureEntry:
     """The summary's failure entry for ``exc``; printed to stderr with the file named once.
 
     An ``OSError`` (disk full, permissions, an I/O error) is marked ``transient: true``: the image itself may
@@ -237,11 +237,10 @@ def failure_entry(source: str, exc: Exception) -> dict:
     reason = one_line(reason)
     named = reason if source in reason else f"{source}: {reason}"
     tqdm.write(f"{PROG}: {named}", file=sys.stderr)
-    entry = {"file": source, "error": reason}
-    return entry | {"transient": True} if isinstance(exc, OSError) else entry
+    return FailureEntry(source, reason, transient=isinstance(exc, OSError))
 
 
-def segment_job(job: Job, settings: RunSettings) -> tuple[dict | None, dict | None]:
+def segment_job(job: Job, settings: RunSettings) -> tuple[ImageEntry | None, FailureEntry | None]:
     """:func:`run_job` for batch loops: ``(entry, None)`` on success, ``(None, failure)`` when the image failed.
 
     Any exception is caught (one bad image must not stop a batch) and reported on stderr.
@@ -250,13 +249,13 @@ def segment_job(job: Job, settings: RunSettings) -> tuple[dict | None, dict | No
         entry = run_job(job, settings)
     except Exception as exc:
         return None, failure_entry(job.source, exc)
-    if entry.get("refused"):
-        tqdm.write(f"{PROG}: {job.source}: refused: {'; '.join(entry['quality']['reasons'])}", file=sys.stderr)
+    if entry.refused:
+        tqdm.write(f"{PROG}: {job.source}: refused: {'; '.join(entry.quality['reasons'])}", file=sys.stderr)
     elif not settings.quiet:
-        verdict = f", quality {entry['quality']['verdict']}" if "quality" in entry else ""
-        tqdm.write(f"{job.source}: vessels {entry['vessel_fraction']:.1%} of FOV, {entry['seconds']:.2f} s{verdict}")
-        if "demo_scores" in entry:
-            tqdm.write(demo_line(entry["demo_scores"]))
+        verdict = f", quality {entry.quality['verdict']}" if entry.quality is not None else ""
+        tqdm.write(f"{job.source}: vessels {entry.vessel_fraction:.1%} of FOV, {entry.seconds:.2f} s{verdict}")
+        if entry.demo_scores is not None:
+            tqdm.write(demo_line(entry.demo_scores))
     return entry, None
 
 
@@ -270,7 +269,10 @@ def demo_line(scores: dict[str, float]) -> str:
 
 
 def build_summary(settings: RunSettings, images: list[dict], failures: list[dict]) -> dict:
-    """The content of ``summary.json``: run settings, one entry per image (refused ones too), every failure."""
+    """The content of ``summary.json``: run settings, one entry per image (refused ones too), every failure.
+
+    ``images`` and ``failures`` in their JSON form (:meth:`ImageEntry.to_json`): watch mode reads them back.
+    """
     segmenter = settings.segmenter
     summary = {
         "tool": PROG,

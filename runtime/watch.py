@@ -34,6 +34,7 @@ from typing import Any
 
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.bundle import sha256_file
+from fundus_vessels.runtime.entries import FailureEntry, ImageEntry
 from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import extra_hint
 from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, write_json
@@ -144,11 +145,13 @@ class Ledger:
         """Another file whose outputs already use ``stem``."""
         return next((n for n, r in self.files.items() if r["stem"] == stem and n != name), None)
 
-    def record(self, name: str, key: FileKey, sha256: str, stem: str, entry: dict | None, failure: dict | None):
+    def record(
+        self, name: str, key: FileKey, sha256: str, stem: str, entry: ImageEntry | None, failure: FailureEntry | None
+    ) -> None:
         self.files.pop(name, None)  # re-insert: the ledger and summary list files in the order done
         self.files[name] = {**dict(zip(KEY_FIELDS, key, strict=True)), "sha256": sha256, "stem": stem}
-        self.files[name] |= {"entry": entry} if entry is not None else {"failure": failure}
-        if failure is not None and failure.get("transient"):
+        self.files[name] |= {"entry": entry.to_json()} if entry is not None else {"failure": failure.to_json()}
+        if failure is not None and failure.transient:
             self.files[name]["retry"] = True  # not done: tried again later, and after a restart
 
     def save(self) -> None:
@@ -362,7 +365,7 @@ def _process(settings: RunSettings, watcher: Watcher, name: str, key: FileKey) -
         return
     ledger.record(name, key, sha256, job.stem, entry, failure)
     ledger.save()
-    if failure is not None and failure.get("transient"):
+    if failure is not None and failure.transient:
         watcher.retry(name, key, time.monotonic() + RETRY_SECONDS - watcher.settle)
     images, failures = ledger.results()
     summary = build_summary(settings, images, failures)

@@ -280,6 +280,7 @@ def test_item12_huge_tile_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
 
 
 def test_item7_watch_sees_a_new_photograph_with_the_old_size_and_mtime(tmp_path: Path) -> None:
+    from fundus_vessels.runtime.entries import ImageEntry
     from fundus_vessels.runtime.watch import LEDGER_NAME, Ledger, Watcher, file_key
 
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
@@ -288,7 +289,7 @@ def test_item7_watch_sees_a_new_photograph_with_the_old_size_and_mtime(tmp_path:
     photo = in_dir / "eye.png"
     photo.write_bytes(b"A" * 100)
     ledger = Ledger(out_dir / LEDGER_NAME, str(in_dir.resolve()))
-    ledger.record("eye.png", file_key(photo), "sha-of-A", "eye", {"file": str(photo)}, None)
+    ledger.record("eye.png", file_key(photo), "sha-of-A", "eye", ImageEntry(str(photo), 10, 10, 3, 8), None)
     old = photo.stat()
     new = in_dir / "incoming"
     new.write_bytes(b"B" * 100)  # same size
@@ -314,7 +315,7 @@ def test_item4_watch_retries_a_write_that_failed(tmp_path: Path, monkeypatch) ->
         calls.append(job.source)
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return {"file": job.source, "vessel_fraction": 0.1, "seconds": 0.0}
+        return jobs.ImageEntry(job.source, 8, 8, 3, 8, vessel_fraction=0.1, seconds=0.0)
 
     monkeypatch.setattr(jobs, "run_job", run_job)
     monkeypatch.setattr(watch, "build_summary", lambda *a, **k: {})
@@ -429,7 +430,7 @@ def test_item15_opencv_errors_and_warnings_are_one_line(capsys) -> None:
         cv2.cvtColor(np.zeros((4, 4, 3), np.int8), cv2.COLOR_BGR2RGB)
     except cv2.error as exc:
         entry = failure_entry("x.tif", exc)
-    assert "\n" not in entry["error"] and entry["error"].startswith("OpenCV: Unsupported depth of input image:")
+    assert "\n" not in entry.error and entry.error.startswith("OpenCV: Unsupported depth of input image:")
     show_warning(RuntimeWarning("invalid value encountered\nin divide"), RuntimeWarning, "numpy.py", 1)
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == "fundus-infer: warning: invalid value encountered in divide"

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from fundus_vessels.runtime.batch.table import is_done, output_hashes
 from fundus_vessels.runtime.bundle import sha256_file
+from fundus_vessels.runtime.entries import ImageEntry
 from fundus_vessels.runtime.jobs import Job, segment_job, setup
 
 DRIVER_CHECK_SECONDS = 1.0
@@ -73,26 +74,25 @@ def failed_row(task: dict, input_sha256: str, settings_sha256: str, reason: str)
     }
 
 
-def entry_row(task: dict, entry: dict, input_sha256: str, settings_sha256: str, out_dir: Path) -> dict:
-    """The table row of a segmented (or quality-refused) image, from its summary entry."""
-    timings = entry.get("timings", {})
+def entry_row(task: dict, entry: ImageEntry, input_sha256: str, settings_sha256: str, out_dir: Path) -> dict:
+    """The table row of a segmented (or quality-refused) image, from its entry."""
     return {
         "index": task["index"],
         "file": task["file"],
         "stem": task["stem"],
-        "status": "refused" if entry.get("refused") else "ok",
-        "reason": "quality gate refused it" if entry.get("refused") else "",
+        "status": "refused" if entry.refused else "ok",
+        "reason": "quality gate refused it" if entry.refused else "",
         "input_sha256": input_sha256,
         "settings_sha256": settings_sha256,
-        "outputs_sha256": json.dumps(output_hashes(out_dir, entry.get("outputs", {})), sort_keys=True),
-        "width": entry.get("width"),
-        "height": entry.get("height"),
-        "vessel_fraction": entry.get("vessel_fraction"),
-        "seconds": entry.get("seconds"),
-        "preprocess_s": timings.get("preprocess"),
-        "inference_s": timings.get("inference"),
-        "postprocess_s": timings.get("postprocess"),
-        "entry": json.dumps(entry, sort_keys=True),
+        "outputs_sha256": json.dumps(output_hashes(out_dir, entry.outputs), sort_keys=True),
+        "width": entry.width,
+        "height": entry.height,
+        "vessel_fraction": entry.vessel_fraction,
+        "seconds": entry.seconds,
+        "preprocess_s": entry.timings.get("preprocess"),
+        "inference_s": entry.timings.get("inference"),
+        "postprocess_s": entry.timings.get("postprocess"),
+        "entry": json.dumps(entry.to_json(), sort_keys=True),
     }
 
 
@@ -122,25 +122,25 @@ class SegmentWorker:
         job = Job(source=task["file"], stem=task["stem"], path=path)
         entry, failure = segment_job(job, self.run)
         if failure is not None:
-            return failed_row(task, sha, self.settings, failure["error"])
-        tables = self.measure(entry, out_dir) if self.args.measure and not entry.get("refused") else None
+            return failed_row(task, sha, self.settings, failure.error)
+        tables = self.measure(entry, out_dir) if self.args.measure and not entry.refused else None
         row = entry_row(task, entry, sha, self.settings, out_dir)
         if tables is not None:
-            figures = entry.get("measurements", {})
+            figures = entry.measurements or {}
             row |= {f"measure.{k}": v if isinstance(v, (int, float, str)) else str(v) for k, v in figures.items()}
             row["measure_tables"] = json.dumps(tables, default=float)  # column order kept for the CSVs
         return row
 
-    def measure(self, entry: dict, out_dir: Path) -> dict:
+    def measure(self, entry: ImageEntry, out_dir: Path) -> dict:
         """``fundus-infer --measure`` for one entry (:func:`~fundus_vessels.runtime.measure.infer.measure_entry`,
-        the same code path): ``entry["measurements"]`` and its picture; returns its measurements.csv and
+        the same code path): ``entry.measurements`` and its picture; returns its measurements.csv and
         segments.csv rows (the driver writes both tables)."""
         from fundus_vessels.runtime.measure.infer import measure_entry, measure_recorder
         from fundus_vessels.runtime.measure.sources import collect_sources_from_entries
 
         recorder = measure_recorder(self.args)
-        ((_, source),) = collect_sources_from_entries(out_dir, [entry], self.args.fov)
+        ((data, source),) = collect_sources_from_entries(out_dir, [entry.to_json()], self.args.fov)
         if source is None:
-            raise ValueError(f"{entry['file']}: --measure needs the mask: keep mask in --save")
-        measure_entry(recorder, out_dir, entry, source)
+            raise ValueError(f"{entry.file}: --measure needs the mask: keep mask in --save")
+        entry.measurements = measure_entry(recorder, out_dir, data, source)
         return {"rows": recorder.rows, "segments": recorder.segments}
