@@ -171,7 +171,7 @@ def run_rows(args: argparse.Namespace, tasks: list[dict], settings: str, journal
 
 def write_measure_tables(out_dir, rows: list[dict]) -> None:
     """measurements.csv and segments.csv, as ``fundus-infer --measure`` writes them, from the rows' parts."""
-    from fundus_vessels.runtime.measure.cli import Recorder
+    from fundus_vessels.runtime.measure.recorder import Recorder
 
     recorder = Recorder()
     for row in sorted(rows, key=lambda r: r["index"]):

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from fundus_vessels.runtime.jobs import DEMO_STEM
-from fundus_vessels.runtime.measure.cli import PROG, Recorder
+from fundus_vessels.runtime.measure.recorder import PROG, Recorder
 from fundus_vessels.runtime.measure.sources import MaskSource, collect_sources_from_entries, load
 from fundus_vessels.runtime.measure.truth import drawn_tree_figures
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
