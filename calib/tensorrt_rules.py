@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from fundus_vessels.calib.onnx_graph import producers as graph_producers
 from fundus_vessels.runtime.bundle import load_bundle
+from fundus_vessels.runtime.exit_status import ExitStatus
 from onnx import TensorProto, numpy_helper
 
 # element types TensorRT's DequantizeLinear takes
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{folder}/model.int8.onnx: {problem}", file=sys.stderr)
         print(f"{folder}/model.int8.onnx: {'OK' if not problems else f'{len(problems)} problem(s)'}")
         failed += bool(problems)
-    return 1 if failed else 0
+    return ExitStatus.of_run(failed)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from fundus_vessels.runtime.agreement import TOLERANCES, Plane, Run, compare, fa
 from fundus_vessels.runtime.backends import Backend, BackendError, create_backend
 from fundus_vessels.runtime.backends.ort import CPU_ONLY, open_session, session_predictor
 from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, BundleError
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.preprocess import preprocess
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
@@ -216,5 +217,5 @@ def command(bundle_dir: Path, out_dir: Path, threads: int | None, prog: str) -> 
         status, _ = self_test(bundle, out_dir, Settings(threads=threads))
     except (BundleError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     return status

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fundus_vessels.runtime.bundle import bundle_path, load_bundle
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import read_image, write_image, write_json
 from fundus_vessels.runtime.inference import predict_plane
 from fundus_vessels.runtime.metrics import SegmentationEvaluator
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "metrics.json", metrics)
     pooled = metrics["fov"]["pooled"]
     print(" ".join(f"{k}={pooled[k]:.4f}" for k in ("miou", "f1", "accuracy", "sensitivity", "specificity", "auc")))
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

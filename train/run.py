@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_bytes, write_json
 from fundus_vessels.runtime.preprocess import PreprocessConfig
 from fundus_vessels.train import distributed
@@ -367,7 +368,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         log.close()
         finish(out, data, cfg, info.device)
     distributed.teardown(info)
-    return 0
+    return ExitStatus.OK
 
 
 def finish(out: Path, data: Data, cfg: TrainConfig, device: torch.device) -> None:
@@ -417,7 +418,7 @@ def run_args(args: argparse.Namespace) -> int:
         return train(cfg, resume=args.resume)
     except (DatasetError, ConfigError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
 
 
 if __name__ == "__main__":
