@@ -1,4 +1,4 @@
-"""Whole-image inference from any tile predictor: preprocess → tiles (batched) → stitch."""
+"""Whole-image inference of a preprocessed plane from any tile predictor: tiles (batched) → predict → stitch."""
 
 from __future__ import annotations
 

@@ -59,11 +59,6 @@ def _gain(factor: float) -> Callable[[np.ndarray, dict], np.ndarray]:
     return lambda im, m: _scaled(im, factor)
 
 
-def _exposure(target: float) -> Callable[[np.ndarray, dict], np.ndarray]:
-    """Gain that would bring the FOV's median luma to ``target`` (clipping keeps it lower)."""
-    return lambda im, m: _scaled(im, target / m["brightness"])
-
-
 def _noise(sigma: float) -> Callable[[np.ndarray, dict], np.ndarray]:
     def make(im: np.ndarray, m: dict) -> np.ndarray:
         rng = np.random.default_rng(0)
