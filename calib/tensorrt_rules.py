@@ -22,10 +22,11 @@ import sys
 
 import numpy as np
 import onnx
+from onnx import TensorProto, numpy_helper
+
 from fundus_vessels.calib.onnx_graph import producers as graph_producers
 from fundus_vessels.runtime.bundle import load_bundle
 from fundus_vessels.runtime.exit_status import ExitStatus
-from onnx import TensorProto, numpy_helper
 
 # element types TensorRT's DequantizeLinear takes
 DEQUANTIZE_INPUTS = {TensorProto.INT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4}

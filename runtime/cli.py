@@ -13,6 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from tqdm import tqdm
+
 from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.exit_status import ExitStatus
@@ -32,7 +34,6 @@ from fundus_vessels.runtime.jobs import (
 from fundus_vessels.runtime.outputs_guard import OutputPlan
 from fundus_vessels.runtime.results_table import write_results
 from fundus_vessels.runtime.segment_options import add_segment_arguments
-from tqdm import tqdm
 
 __all__ = ["PROG", "UsageError", "build_parser", "main"]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fundus_vessels.runtime.extras import extra_hint
 from fundus_vessels.runtime.file_io import ImageReadError, atomic_output, check_pixels
 from fundus_vessels.runtime.outputs_guard import printable

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.decode import ImageDecodeError, decode_image, is_gif, is_jpeg
 from fundus_vessels.runtime.file_io import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
 from fundus_vessels.runtime import dicom, imageio
 from fundus_vessels.runtime.backends import BackendError
 from fundus_vessels.runtime.bundle import BundleError, sha256_file
@@ -37,7 +39,6 @@ from fundus_vessels.runtime.pictures import write_demo_pictures
 from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.quality import assess_image, assess_scale, assess_vessels, rounded
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
-from tqdm import tqdm
 
 PROG = "fundus-infer"  # the tool named in messages and in summary.json (fundus-batch renames the summary's)
 # failures whose message already says what is wrong; others are reported with their type

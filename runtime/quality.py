@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.pictures import photo_rgb
 from fundus_vessels.runtime.scale import ScaleDecision

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.agreement import TOLERANCES, Plane, Run, compare, failures, run_backend, synthetic_planes
 from fundus_vessels.runtime.backends import Backend, BackendError, create_backend
 from fundus_vessels.runtime.backends.ort import CPU_ONLY, open_session, session_predictor

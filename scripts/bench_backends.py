@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import read_image, write_image, write_json

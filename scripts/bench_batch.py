@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import ray
+
     from fundus_vessels.runtime.batch.cli import main as batch_main
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")

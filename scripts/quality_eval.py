@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.datasets import DatasetError, dataset_files
 from fundus_vessels.runtime.imageio import read_image
 from fundus_vessels.runtime.quality import NOT_FUNDUS, assess_image

@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
 from fundus_vessels.runtime.imageio import atomic_output, write_json
 
 

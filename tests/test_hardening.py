@@ -17,11 +17,12 @@ import numpy as np
 import pydicom
 import pytest
 from dicom_fixtures import PATIENT_ID, make_dicom
+from runtime_fixtures import small_fundus, write_synthetic_images
+
 from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.cli import main
 from fundus_vessels.runtime.imageio import read_image, write_image
 from fundus_vessels.runtime.measure.cli import main as measure_main
-from runtime_fixtures import small_fundus, write_synthetic_images
 
 
 def summary_of(out: Path) -> dict:
@@ -423,6 +424,7 @@ def test_item15_opencv_errors_and_warnings_are_one_line(capsys) -> None:
     import warnings
 
     import cv2
+
     from fundus_vessels.runtime.cli import show_warning
     from fundus_vessels.runtime.jobs import failure_entry
 
@@ -438,9 +440,10 @@ def test_item15_opencv_errors_and_warnings_are_one_line(capsys) -> None:
 
 
 def test_item15_dicom_pixel_error_without_decoder_hint(tmp_path: Path) -> None:
-    from fundus_vessels.runtime.imageio import ImageReadError
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
+
+    from fundus_vessels.runtime.imageio import ImageReadError
 
     path = tmp_path / "eye.dcm"
     make_dicom(path, small_fundus(64, 64))

@@ -25,6 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
 from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_bytes, write_json
 from fundus_vessels.runtime.preprocess import PreprocessConfig
@@ -43,11 +49,6 @@ from fundus_vessels.train.evaluate import evaluate_samples
 from fundus_vessels.train.figures import plot_loss_curve
 from fundus_vessels.train.models import build_model, count_parameters
 from fundus_vessels.train.threshold import choose_on_validation
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 # settings a resumed run may change: the cosine schedule is re-derived from epochs
 RESUMABLE_CHANGES = {"epochs", "max_steps", "out", "threads", "num_workers", "compile"}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from fundus_vessels.runtime.datasets import DatasetError
 from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_json

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.batch.table import is_done, output_hashes
 from fundus_vessels.runtime.bundle import sha256_file
 from fundus_vessels.runtime.entries import ImageEntry

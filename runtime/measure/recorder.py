@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.imageio import read_image
 from fundus_vessels.runtime.measure.outputs import MEASUREMENTS_CSV, SEGMENTS_CSV, json_ready, write_csv, write_picture
 from fundus_vessels.runtime.outputs_guard import printable
