@@ -99,12 +99,8 @@ def _main(argv: list[str] | None) -> int:
         return command(args.model, args.output_dir, args.threads, PROG)
     try:
         settings = setup(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return ExitStatus.USAGE
-    try:
         held = lock.acquire(args.output_dir, PROG)
-    except lock.OutputFolderBusy as exc:
+    except (UsageError, lock.OutputFolderBusy) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     try:
