@@ -205,7 +205,7 @@ def self_test(bundle: Bundle, out_dir: Path, settings: Settings = Settings()) ->
     report = run_self_test(bundle, settings)
     print(format_table(report))
     write_json(Path(out_dir) / SELF_TEST_JSON, report)
-    return (0 if report["pass"] else 1), report
+    return (ExitStatus.OK if report["pass"] else ExitStatus.FAILED), report
 
 
 def command(bundle_dir: Path, out_dir: Path, threads: int | None, prog: str) -> int:
