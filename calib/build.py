@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import onnx
+
 from fundus_vessels.calib.check import DEFAULT_GATE, CalibrationError, Gate, accuracy_gate
 from fundus_vessels.calib.quantize import quantize_int8
 from fundus_vessels.calib.targets import DEFAULT_METHODS, TARGET_FILES, TARGET_PRECISION

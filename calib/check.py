@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from fundus_vessels.runtime.agreement import agreeing_pixels
 from fundus_vessels.runtime.inference import TilePredictor
 

@@ -15,6 +15,7 @@ from fundus_vessels.calib.targets import DEFAULT_METHODS, METHOD_NAMES, TARGET_P
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
 from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.datasets import DATASETS
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import run_with_extra
 
 PROG = "fundus-calib"
@@ -23,9 +24,11 @@ EXAMPLES = [
     "fundus-calib report --bundle models/NAME --data-root ../shared/data               # INT8 vs FP32, DRIVE test",
 ]
 EXIT_CODES = {
-    0: "written (report: every target met)",
-    1: "report: some target not met",
-    2: "usage, bundle or calibration error (a target failed its accuracy gate), or the 'calib' extra missing",
+    ExitStatus.OK: "written (report: every target met)",
+    ExitStatus.FAILED: "report: some target not met",
+    ExitStatus.USAGE: (
+        "usage, bundle or calibration error (a target failed its accuracy gate), or the 'calib' extra missing"
+    ),
 }
 
 
@@ -103,7 +106,7 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({target}): held-out agreement {agreement:.3f}%, mean |Δp| {diff:.4f}")
     for failure in failures:
         print(f"calib: {failure}", file=sys.stderr)
-    return 2 if failures else 0
+    return ExitStatus.USAGE if failures else ExitStatus.OK
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -113,7 +116,7 @@ def run_report(args: argparse.Namespace) -> int:
     print(json.dumps({k: report[k] for k in ("scores", "delta_points", "mask_agreement", "meets_targets")}, indent=1))
     speedup = report["speed"]["speedup_int8_vs_fp32"]
     print(f"speedup {report['precision']}/FP32 (ORT CPU): {speedup:.2f}x; wrote {args.bundle / REPORT_JSON}")
-    return 0 if all(report["meets_targets"].values()) else 1
+    return ExitStatus.OK if all(report["meets_targets"].values()) else ExitStatus.FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args) if is_report else run_build(args)
         except (CalibrationError, BundleError, FileNotFoundError, ValueError) as exc:
             print(f"calib: {exc}", file=sys.stderr)
-            return 2
+            return ExitStatus.USAGE
 
     return run_with_extra("fundus-calib", "calib", run)
 

@@ -9,6 +9,7 @@ Softmax → Sigmoid head rewrite lives in :mod:`export.graph_rewrites` (export a
 from __future__ import annotations
 
 import onnx
+
 from fundus_vessels.calib.onnx_graph import node_attr
 from fundus_vessels.calib.onnx_graph import producers as graph_producers
 

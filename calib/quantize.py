@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
 from fundus_vessels.calib.graphs import narrow_nodes, tensorrt_float_nodes
 from fundus_vessels.calib.onnx_graph import flush_denormals
 from fundus_vessels.calib.onnx_graph import producers as graph_producers
 from fundus_vessels.calib.targets import METHOD_NAMES, TARGETS
 from fundus_vessels.runtime.imageio import write_bytes
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+
 from fundus_vessels.runtime.agreement import agreeing_pixels, drive_test_planes
 from fundus_vessels.runtime.backends.ort import open_session, session_predictor
 from fundus_vessels.runtime.bundle import load_bundle

@@ -22,9 +22,11 @@ import sys
 
 import numpy as np
 import onnx
+from onnx import TensorProto, numpy_helper
+
 from fundus_vessels.calib.onnx_graph import producers as graph_producers
 from fundus_vessels.runtime.bundle import load_bundle
-from onnx import TensorProto, numpy_helper
+from fundus_vessels.runtime.exit_status import ExitStatus
 
 # element types TensorRT's DequantizeLinear takes
 DEQUANTIZE_INPUTS = {TensorProto.INT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4}
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{folder}/model.int8.onnx: {problem}", file=sys.stderr)
         print(f"{folder}/model.int8.onnx: {'OK' if not problems else f'{len(problems)} problem(s)'}")
         failed += bool(problems)
-    return 1 if failed else 0
+    return ExitStatus.of_run(failed)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from fundus_vessels.runtime.datasets import dataset_files, split_groups
 from fundus_vessels.runtime.preprocess import PreprocessConfig, preprocess
 from fundus_vessels.runtime.scale import ScaleConfig, decide_scale, resample

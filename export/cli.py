@@ -9,6 +9,7 @@ from pathlib import Path
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.runtime.bundle import BundleError
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser, subparser_options
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import run_with_extra
 
 
@@ -17,14 +18,14 @@ def cmd_onnx(args: argparse.Namespace) -> int:
 
     root = export_bundle(args.checkpoint, args.out, static=not args.no_static, name=args.name)
     print(f"wrote {root}/model.json, model.onnx" + ("" if args.no_static else ", model.static.onnx"))
-    return 0
+    return ExitStatus.OK
 
 
 def cmd_fp16(args: argparse.Namespace) -> int:
     from fundus_vessels.export.fp16 import add_fp16
 
     print(f"wrote {add_fp16(args.bundle)}")
-    return 0
+    return ExitStatus.OK
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
     path = build_engine(args.bundle, args.precision, args.max_batch, args.workspace, force=args.force)
     print(f"engine {path}")
-    return 0
+    return ExitStatus.OK
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -41,7 +42,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     report = run_parity(args.bundle, args.checkpoint, args.data_root, args.images, args.batch)
     print(format_table(report))
     print(f"{'PASS' if report['pass'] else 'FAIL'}: wrote {Path(args.bundle) / PARITY_JSON}")
-    return 0 if report["pass"] else 1
+    return ExitStatus.OK if report["pass"] else ExitStatus.FAILED
 
 
 def cmd_record_metrics(args: argparse.Namespace) -> int:
@@ -61,14 +62,14 @@ def cmd_record_metrics(args: argparse.Namespace) -> int:
     }
     bundle.save()
     print(f"recorded {args.name} in {Path(args.bundle) / 'model.json'}")
-    return 0
+    return ExitStatus.OK
 
 
 def cmd_selftest_reference(args: argparse.Namespace) -> int:
     from fundus_vessels.export.selftest_reference import write_reference
 
     write_reference(args.bundle, args.threads)
-    return 0
+    return ExitStatus.OK
 
 
 def cmd_triton(args: argparse.Namespace) -> int:
@@ -78,7 +79,7 @@ def cmd_triton(args: argparse.Namespace) -> int:
         options = ServingOptions(args.max_batch, args.queue_delay_us, args.instances, args.onnx_kind)
         for config in export_repository(args.bundle, args.out, options, args.python_model):
             print(f"wrote {config.parent}")
-        return 0
+        return ExitStatus.OK
 
     return run_with_extra("fundus-export triton", "triton", run)
 
@@ -91,11 +92,11 @@ EXAMPLES = [
     "fundus-export triton --bundle models/NAME -o REPO",
 ]
 EXIT_CODES = {
-    0: "done (parity: every backend within tolerance)",
-    1: "parity: some backend outside its tolerance",
-    2: "usage, bundle or export error, or the 'export' / 'triton' extra missing",
+    ExitStatus.OK: "done (parity: every backend within tolerance)",
+    ExitStatus.FAILED: "parity: some backend outside its tolerance",
+    ExitStatus.USAGE: "usage, bundle or export error, or the 'export' / 'triton' extra missing",
 }
-STAGE_EXIT_CODES = {0: "done", 2: "usage, bundle or export error, or a missing extra"}
+STAGE_EXIT_CODES = {ExitStatus.OK: "done", ExitStatus.USAGE: "usage, bundle or export error, or a missing extra"}
 
 
 def add_stage(sub, name: str, help: str, examples: list[str], exit_codes: dict[int, str] = STAGE_EXIT_CODES):
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
         except (ExportError, BundleError, FileNotFoundError, ValueError) as exc:
             print(f"fundus-export {args.command}: {exc}", file=sys.stderr)
-            return 2
+            return ExitStatus.USAGE
 
     return run_with_extra("fundus-export", "export", run)
 

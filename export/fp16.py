@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.export.metadata import INPUT_NAME, OUTPUT_NAME
 from fundus_vessels.export.onnx_export import op_counts, save_onnx, simplify
 from fundus_vessels.runtime.bundle import PRECISION_FILES, load_bundle
-from onnxruntime.transformers.float16 import convert_float_to_float16
 
 FP32_OPS = ["Softmax", "Sigmoid"]
 # The first encoder block (two 3x3 convs at full resolution) stays FP32: on real DRIVE tiles of the

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from fundus_vessels.calib.onnx_graph import node_attr, use_counts
 from onnx import numpy_helper
+
+from fundus_vessels.calib.onnx_graph import node_attr, use_counts
 
 
 def softmax_to_sigmoid(model: onnx.ModelProto) -> list[str]:

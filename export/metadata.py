@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+from torch import nn
+
 from fundus_vessels.runtime.bundle_schema import BundleSpec, InputSpec, OutputSpec, TilingSpec
 from fundus_vessels.runtime.preprocess import PreprocessConfig
 from fundus_vessels.train.checkpoint import checkpoint_scale
-from torch import nn
 
 INTENDED_USE = "research and screening support; not a diagnostic device"
 CLASSES = ["background", "vessel"]

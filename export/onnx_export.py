@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 import onnxslim
 import torch
+from torch import nn
+
 from fundus_vessels.calib.onnx_graph import flush_denormals
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.export.graph_rewrites import softmax_to_sigmoid, split_concat_conv
@@ -19,7 +21,6 @@ from fundus_vessels.export.metadata import INPUT_NAME, OUTPUT_NAME, bundle_meta
 from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle
 from fundus_vessels.runtime.imageio import write_bytes
 from fundus_vessels.train.checkpoint import load_model
-from torch import nn
 
 OPSET = 17
 # ops whose presence means shapes are computed at run time: OpenCV 4.6 DNN cannot load them

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from fundus_vessels.runtime.agreement import TOLERANCES
 from fundus_vessels.runtime.backends.ort import CPU_ONLY, open_session, session_predictor
 from fundus_vessels.runtime.bundle import MODEL_JSON, Bundle, load_bundle, sha256_file

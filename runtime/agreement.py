@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
 from fundus_vessels.runtime.bundle import Bundle
 from fundus_vessels.runtime.datasets import drive_files
 from fundus_vessels.runtime.inference import TilePredictor, predict_plane

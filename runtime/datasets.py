@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import numpy as np
+
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_binary_mask, read_image
 

@@ -33,8 +33,9 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 import simplejpeg
-from fundus_vessels.runtime.png_chunks import png_refusal
 from PIL import Image
+
+from fundus_vessels.runtime.png_chunks import png_refusal
 
 # a diagnostic holding one of these means the data ended early (same list in cpp/src/diagnostics.cpp)
 TRUNCATION_WORDS = (

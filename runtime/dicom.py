@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fundus_vessels.runtime.extras import extra_hint
-from fundus_vessels.runtime.imageio import ImageReadError, atomic_output, check_pixels
+from fundus_vessels.runtime.file_io import ImageReadError, atomic_output, check_pixels
 from fundus_vessels.runtime.outputs_guard import printable
 
 DICOM_SUFFIXES = (".dcm", ".dicom")

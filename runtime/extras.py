@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from collections.abc import Callable
 
+from fundus_vessels.runtime.exit_status import ExitStatus
+
 # the third-party modules each extra of pyproject.toml brings
 EXTRA_MODULES: dict[str, frozenset[str]] = {
     "train": frozenset({"torch", "yaml", "matplotlib"}),
@@ -47,4 +49,4 @@ def run_with_extra(command: str, extra: str, run: Callable[[], int]) -> int:
         if top not in EXTRA_MODULES[extra]:
             raise
         print(f"{command}: {extra_hint(extra, top)}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE

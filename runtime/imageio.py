@@ -6,47 +6,23 @@ import glob
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.decode import ImageDecodeError, decode_image, is_gif, is_jpeg
+from fundus_vessels.runtime.file_io import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from fundus_vessels.runtime.file_io import ImageReadError as ImageReadError
+from fundus_vessels.runtime.file_io import atomic_output as atomic_output
+from fundus_vessels.runtime.file_io import check_pixels as check_pixels
+from fundus_vessels.runtime.file_io import max_pixels as max_pixels
+from fundus_vessels.runtime.file_io import set_max_pixels as set_max_pixels
 from fundus_vessels.runtime.image_header import declared_size
 from fundus_vessels.runtime.outputs_guard import printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm", ".dcm", ".dicom")
-# The pixel cap (--max-pixels): an image whose header declares more is refused before any decoding.
-# 100 megapixels is twice the largest fundus cameras' (about 7000 x 7000) and bounds one image's peak
-# memory (README, "Memory"); the C++ binary has the same default (cpp/src/imageio.cpp kDefaultMaxPixels).
-DEFAULT_MAX_PIXELS = 100_000_000
-_max_pixels = DEFAULT_MAX_PIXELS
-
-
-class ImageReadError(ValueError):
-    """An input file that is missing, empty or not a readable image."""
-
-
-def set_max_pixels(limit: int) -> None:
-    """The pixel cap for this process (``--max-pixels``); OpenCV's own decoders get it too."""
-    global _max_pixels
-    _max_pixels = int(limit)
-    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(_max_pixels)  # read by OpenCV at its first decode
-
-
-def max_pixels() -> int:
-    return _max_pixels
-
-
-def check_pixels(path: str | os.PathLike, width: int, height: int) -> None:
-    """Refuse ``path`` when ``width`` x ``height`` exceeds the pixel cap (the same message as the C++ binary)."""
-    if width * height > _max_pixels:
-        raise ImageReadError(
-            f"{printable(path)}: image too large ({width}x{height} = {round(width * height / 1e6, 1):g} megapixels; "
-            f"limit {round(_max_pixels / 1e6, 1):g} megapixels, --max-pixels changes it)"
-        )
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -61,9 +37,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{printable(p)}: no such file")
     if p.stat().st_size == 0:
         raise ImageReadError(f"{printable(p)}: file is empty")
-    from fundus_vessels.runtime import dicom  # imports this module; pydicom itself only when a file is DICOM
-
-    if dicom.is_dicom(p):
+    if dicom.is_dicom(p):  # pydicom itself is imported only when a file is DICOM
         return dicom.read_dicom_image(p)
     data = p.read_bytes()
     size = declared_size(data)
@@ -107,31 +81,6 @@ def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
     if image.ndim == 3:
         image = image.max(axis=2)
     return image > 127 if image.max() > 1 else image > 0
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
-
-    Readers never see a half-written file, and a failure leaves the previous ``path`` untouched.
-    ``suffix`` lets writers that choose the format by extension (e.g. matplotlib) keep it.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs are shared files
-        os.close(fd)
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def stale_temporaries(path: str | os.PathLike, suffix: str = ".tmp") -> list[Path]:

@@ -1,10 +1,11 @@
-"""Whole-image inference from any tile predictor: preprocess → tiles (batched) → stitch."""
+"""Whole-image inference of a preprocessed plane from any tile predictor: tiles (batched) → predict → stitch."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
+
 from fundus_vessels.runtime.tiling import Stitcher, iter_tile_batches, make_grid, tiles_touching
 
 # tiles per backend call. Per-tile time, width-0.25 U-Net on 2 CPU cores: PyTorch eager is fastest

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.preprocess import to_uint8
 
 OUTLINE_RGB = (0, 255, 255)  # cyan: far from the orange-red of a fundus

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from fundus_vessels.runtime.backends import Backend, create_backend
 from fundus_vessels.runtime.bundle import Bundle, load_bundle
 from fundus_vessels.runtime.fov import fov_from_image

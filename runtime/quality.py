@@ -33,8 +33,9 @@ from importlib import resources
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.fov import fov_from_image
-from fundus_vessels.runtime.preprocess import to_uint8
+from fundus_vessels.runtime.pictures import photo_rgb
 from fundus_vessels.runtime.scale import ScaleDecision
 
 QUALITY_MODES = ("flag", "refuse", "off")
@@ -279,12 +280,7 @@ def _patch_measures(green: np.ndarray, centre: tuple[float, float], radius: floa
 
 def image_measures(image: np.ndarray) -> dict[str, float]:
     """Every pre-segmentation measure of an RGB(A) or gray photograph (see the module docstring)."""
-    rgb = to_uint8(image)
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    elif rgb.shape[2] < 3:
-        rgb = np.repeat(rgb[:, :, :1], 3, axis=2)
-    rgb = np.ascontiguousarray(rgb[:, :, :3])
+    rgb = photo_rgb(image)  # 8-bit RGB: gray repeated, alpha dropped (as the overlay draws it)
     height, width = rgb.shape[:2]
     scale = WORK_SIDE / max(height, width)
     small = _resize(rgb, *_scaled_size(height, width, scale))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.imageio import ImageReadError, atomic_output, read_image
 from fundus_vessels.runtime.pictures import photo_rgb
 from fundus_vessels.runtime.results_table import MEASURE_COLUMNS, MEASURE_PREFIX, summary_rows

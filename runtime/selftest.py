@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.agreement import TOLERANCES, Plane, Run, compare, failures, run_backend, synthetic_planes
 from fundus_vessels.runtime.backends import Backend, BackendError, create_backend
 from fundus_vessels.runtime.backends.ort import CPU_ONLY, open_session, session_predictor
 from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, BundleError
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.preprocess import preprocess
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
@@ -203,7 +205,7 @@ def self_test(bundle: Bundle, out_dir: Path, settings: Settings = Settings()) ->
     report = run_self_test(bundle, settings)
     print(format_table(report))
     write_json(Path(out_dir) / SELF_TEST_JSON, report)
-    return (0 if report["pass"] else 1), report
+    return (ExitStatus.OK if report["pass"] else ExitStatus.FAILED), report
 
 
 def command(bundle_dir: Path, out_dir: Path, threads: int | None, prog: str) -> int:
@@ -216,5 +218,5 @@ def command(bundle_dir: Path, out_dir: Path, threads: int | None, prog: str) -> 
         status, _ = self_test(bundle, out_dir, Settings(threads=threads))
     except (BundleError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     return status

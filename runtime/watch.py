@@ -34,11 +34,12 @@ from typing import Any
 
 from fundus_vessels.runtime import dicom
 from fundus_vessels.runtime.bundle import sha256_file
-from fundus_vessels.runtime.cli import PROG, Job, UsageError, build_summary, failure_entry, segment_job
+from fundus_vessels.runtime.entries import FailureEntry, ImageEntry
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import extra_hint
 from fundus_vessels.runtime.imageio import IMAGE_SUFFIXES, write_json
+from fundus_vessels.runtime.jobs import PROG, Job, RunSettings, UsageError, build_summary, failure_entry, segment_job
 from fundus_vessels.runtime.outputs_guard import printable
-from fundus_vessels.runtime.pipeline import FovSpec, Segmenter
 from fundus_vessels.runtime.results_table import write_results
 
 LEDGER_NAME = "watch-ledger.json"
@@ -144,11 +145,13 @@ class Ledger:
         """Another file whose outputs already use ``stem``."""
         return next((n for n, r in self.files.items() if r["stem"] == stem and n != name), None)
 
-    def record(self, name: str, key: FileKey, sha256: str, stem: str, entry: dict | None, failure: dict | None):
+    def record(
+        self, name: str, key: FileKey, sha256: str, stem: str, entry: ImageEntry | None, failure: FailureEntry | None
+    ) -> None:
         self.files.pop(name, None)  # re-insert: the ledger and summary list files in the order done
         self.files[name] = {**dict(zip(KEY_FIELDS, key, strict=True)), "sha256": sha256, "stem": stem}
-        self.files[name] |= {"entry": entry} if entry is not None else {"failure": failure}
-        if failure is not None and failure.get("transient"):
+        self.files[name] |= {"entry": entry.to_json()} if entry is not None else {"failure": failure.to_json()}
+        if failure is not None and failure.transient:
             self.files[name]["retry"] = True  # not done: tried again later, and after a restart
 
     def save(self) -> None:
@@ -242,13 +245,13 @@ class Watcher:
         self.pending[name] = Pending(key, now)
 
 
-def watch_command(args: argparse.Namespace, segmenter: Segmenter, fov: FovSpec, kinds: tuple[str, ...]) -> int:
+def watch_command(args: argparse.Namespace, settings: RunSettings) -> int:
     """Run watch mode until SIGTERM/SIGINT; returns the exit status (0 after a clean stop, 2 usage error)."""
     try:
         folder, ledger, poll = _prepare(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     wake, names = threading.Event(), queue.Queue()
     observer = None
     if not poll:
@@ -259,13 +262,13 @@ def watch_command(args: argparse.Namespace, segmenter: Segmenter, fov: FovSpec, 
             poll = True
     stop = StopFlag(wake)
     try:
-        _loop(args, segmenter, fov, kinds, Watcher(folder, ledger, args.settle), names, wake, stop, poll)
+        _loop(settings, Watcher(folder, ledger, args.settle), names, wake, stop, poll)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return ExitStatus.INTERRUPTED
     except OSError as exc:  # the ledger or summary.json cannot be written: stop rather than lose track
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     finally:
         stop.restore()
         if observer is not None:
@@ -274,7 +277,7 @@ def watch_command(args: argparse.Namespace, segmenter: Segmenter, fov: FovSpec, 
     images, failures = ledger.results()
     if not args.quiet:
         print(f"{PROG}: stopped; {len(images)} segmented, {len(failures)} failed in {args.output_dir}", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Path, Ledger, bool]:
@@ -298,22 +301,15 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, Ledger, bool]:
 
 
 def _loop(
-    args: argparse.Namespace,
-    segmenter: Segmenter,
-    fov: FovSpec,
-    kinds: tuple[str, ...],
-    watcher: Watcher,
-    names: queue.Queue,
-    wake: threading.Event,
-    stop: StopFlag,
-    poll: bool,
+    settings: RunSettings, watcher: Watcher, names: queue.Queue, wake: threading.Event, stop: StopFlag, poll: bool
 ) -> None:
-    rescan_every = max(MIN_POLL_SECONDS, args.settle / 2) if poll else RESCAN_SECONDS
-    tick = max(0.05, min(0.5, args.settle / 4))
+    settle = watcher.settle
+    rescan_every = max(MIN_POLL_SECONDS, settle / 2) if poll else RESCAN_SECONDS
+    tick = max(0.05, min(0.5, settle / 4))
     next_scan = 0.0
-    if not args.quiet:
+    if not settings.quiet:
         mode = "polling" if poll else "file events"
-        print(f"{PROG}: watching {watcher.folder} ({mode}, settle {args.settle:g} s)", file=sys.stderr)
+        print(f"{PROG}: watching {watcher.folder} ({mode}, settle {settle:g} s)", file=sys.stderr)
     while not stop.stopped:
         now = time.monotonic()
         changed = _drain(names)
@@ -325,7 +321,7 @@ def _loop(
             if stop.stopped:
                 watcher.retry(name, key, now)
                 break
-            _process(args, segmenter, fov, kinds, watcher, name, key)
+            _process(settings, watcher, name, key)
         wake.wait(tick)
         wake.clear()
 
@@ -339,15 +335,7 @@ def _drain(names: queue.Queue) -> set[str]:
             return found
 
 
-def _process(
-    args: argparse.Namespace,
-    segmenter: Segmenter,
-    fov: FovSpec,
-    kinds: tuple[str, ...],
-    watcher: Watcher,
-    name: str,
-    key: FileKey,
-) -> None:
+def _process(settings: RunSettings, watcher: Watcher, name: str, key: FileKey) -> None:
     """Segment one settled file and record it; a file that changed meanwhile waits to settle again."""
     path, ledger = watcher.folder / name, watcher.ledger
     if not is_input(path):
@@ -368,9 +356,7 @@ def _process(
             failure_entry(job.source, ValueError(f"output name {job.stem!r} already used by {owner}")),
         )
     else:
-        entry, failure = segment_job(
-            job, segmenter, fov, args.output_dir, kinds, args.quiet, args.keep_identifiers, args.quality
-        )
+        entry, failure = segment_job(job, settings)
     after = file_key(path)
     if after is None:
         return
@@ -379,10 +365,10 @@ def _process(
         return
     ledger.record(name, key, sha256, job.stem, entry, failure)
     ledger.save()
-    if failure is not None and failure.get("transient"):
+    if failure is not None and failure.transient:
         watcher.retry(name, key, time.monotonic() + RETRY_SECONDS - watcher.settle)
     images, failures = ledger.results()
-    summary = build_summary(segmenter, args.fov, images, failures, args.quality)
-    summary["watch"] = {"input": ledger.input_dir, "settle_s": args.settle}
-    write_json(Path(args.output_dir) / "summary.json", summary)
-    write_results(args.output_dir, summary, measure=False)
+    summary = build_summary(settings, images, failures)
+    summary["watch"] = {"input": ledger.input_dir, "settle_s": watcher.settle}
+    write_json(settings.out_dir / "summary.json", summary)
+    write_results(settings.out_dir, summary, measure=False)

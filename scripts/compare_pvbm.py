@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.datasets import drive_files
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.measure import measure_mask

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.datasets import dataset_files
 from fundus_vessels.runtime.imageio import write_image
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE
 from fundus_vessels.runtime.imageio import read_binary_mask, read_image
 from fundus_vessels.runtime.measure import measure_mask

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.datasets import DatasetError, dataset_files
 from fundus_vessels.runtime.imageio import read_image
 from fundus_vessels.runtime.quality import NOT_FUNDUS, assess_image
@@ -57,11 +58,6 @@ def _scaled(im: np.ndarray, factor: float) -> np.ndarray:
 
 def _gain(factor: float) -> Callable[[np.ndarray, dict], np.ndarray]:
     return lambda im, m: _scaled(im, factor)
-
-
-def _exposure(target: float) -> Callable[[np.ndarray, dict], np.ndarray]:
-    """Gain that would bring the FOV's median luma to ``target`` (clipping keeps it lower)."""
-    return lambda im, m: _scaled(im, target / m["brightness"])
 
 
 def _noise(sigma: float) -> Callable[[np.ndarray, dict], np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+
 from fundus_vessels.runtime.imageio import write_image, write_json
 from fundus_vessels.runtime.tiling import make_grid
 from fundus_vessels.train.datasets import load_chase, load_drive

@@ -1,7 +1,7 @@
 """Time to quality of a training run: validation MIoU against wall-clock minutes, as a figure and a table.
 
-    python scripts/time_to_quality.py runs/drive/log.jsonl --out docs/figures/time_to_quality.png \
-        --table docs/results/time_to_quality.json [--peer 0.825]
+    python scripts/time_to_quality.py runs/drive/log.jsonl --out docs/figures/unet-drive/time_to_quality.png \
+        --table docs/results/unet-drive/time_to_quality.json [--peer 0.825]
 
 Reads the epoch records of ``log.jsonl`` (``train_minutes``: training wall-clock including validation,
 summed over resumed sessions; ``val_miou``), draws the curve with the peer's level as a line, and
@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
 from fundus_vessels.runtime.imageio import atomic_output, write_json
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from fundus_vessels.runtime.preprocess import PreprocessConfig
 from fundus_vessels.train.checkpoint import load_model
 from fundus_vessels.train.evaluate import evaluate_samples

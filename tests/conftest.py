@@ -35,6 +35,7 @@ def data_root() -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight U-Net (width 0.125) saved in the training checkpoint format."""
     import torch
+
     from fundus_vessels.runtime.preprocess import PreprocessConfig
     from fundus_vessels.train.checkpoint import save_checkpoint
     from fundus_vessels.train.models import build_model

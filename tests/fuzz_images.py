@@ -19,8 +19,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from PIL import Image
+
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 SOURCE_SIZE = (120, 112)  # width, height: one tile each, so the fuzz test stays fast
 

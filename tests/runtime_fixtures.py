@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.imageio import write_image
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.imageio import ImageReadError, read_image
 from fundus_vessels.runtime.png_chunks import png_refusal

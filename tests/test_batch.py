@@ -115,6 +115,33 @@ def test_restart_keeps_verified_rows_and_redoes_the_rest(local_ray, tmp_path: Pa
     assert all(a["settings_sha256"] != b["settings_sha256"] for a, b in zip(table(out), first, strict=True))
 
 
+def test_measure_of_a_dicom_matches_fundus_infer(local_ray, tmp_path: Path) -> None:
+    """Issue 25 item 3: the DICOM's PixelSpacing gives µm in both commands, the same measurement tables."""
+    pytest.importorskip("pydicom", reason="the 'clinic' extra is not installed")
+    pytest.importorskip("skan", reason="the 'measure' extra is not installed")
+    from dicom_fixtures import make_dicom
+    from runtime_fixtures import small_fundus
+
+    source = tmp_path / "in" / "eye.dcm"
+    source.parent.mkdir()
+    make_dicom(source, small_fundus(300, 280, seed=1), syntax="jpeg", spacing_mm=(0.008, 0.008))
+    common = [str(source), "--quiet", "--quality", "off", "--measure", "--threads", "1"]
+    assert infer_main([*common, "-o", str(tmp_path / "infer")]) == 0
+    assert batch_main([*common, "-o", str(tmp_path / "batch"), "--workers", "1"]) == 0
+
+    def rows(out: Path, name: str) -> list[dict]:
+        with open(out / name, newline="") as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    infer_rows = rows(tmp_path / "infer", "measurements.csv")
+    (figures,) = infer_rows
+    assert float(figures["total_length_um"]) == pytest.approx(float(figures["total_length_px"]) * 8.0, rel=1e-4)
+    assert rows(tmp_path / "batch", "measurements.csv") == infer_rows
+    assert rows(tmp_path / "batch", "segments.csv") == rows(tmp_path / "infer", "segments.csv")
+    batch_entry = json.loads((tmp_path / "batch" / "summary.json").read_text())["images"][0]
+    assert batch_entry["measurements"]["pixel_size_um"] == 8.0
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_restart_gives_the_uninterrupted_table(local_ray, tmp_path: Path) -> None:
     images = write_synthetic_images(tmp_path / "in", count=8, height=420, width=400)

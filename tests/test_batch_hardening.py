@@ -11,9 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from runtime_fixtures import write_synthetic_images
+
 from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.batch.table import JOURNAL, STATE_DIR
-from runtime_fixtures import write_synthetic_images
 
 pytest.importorskip("ray", reason="Ray not installed: pip install 'fundus-vessels[ray]'")
 

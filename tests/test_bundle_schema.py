@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
 from fundus_vessels.runtime.bundle_schema import BundleSpec

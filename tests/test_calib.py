@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch import nn
+
 from fundus_vessels.calib.check import CalibrationError
 from fundus_vessels.calib.cli import main
 from fundus_vessels.calib.tiles import Image, TileSet, calibration_sets, quotas, sample_tiles
@@ -18,7 +20,6 @@ from fundus_vessels.runtime.bundle import load_bundle
 from fundus_vessels.runtime.preprocess import PreprocessConfig, preprocess
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from fundus_vessels.train.checkpoint import load_model, save_checkpoint
-from torch import nn
 
 
 def dark_pixel_detector(model: nn.Module, gain: float = 10.0) -> nn.Module:

@@ -11,10 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fundus_vessels.runtime.cli import main
-from fundus_vessels.runtime.imageio import read_image, write_image
 from PIL import Image
 from runtime_fixtures import small_fundus, write_synthetic_images
+
+from fundus_vessels.runtime.cli import main
+from fundus_vessels.runtime.imageio import read_image, write_image
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+
 from fundus_vessels.calib import cli as calib_cli
 from fundus_vessels.export import cli as export_cli
 from fundus_vessels.runtime import cli as infer_cli

@@ -31,11 +31,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+from test_cpp_binary import MASK_AGREEMENT, assert_parity, compare_outputs, python_probability, run_cpp, run_py
+
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import ImageReadError, read_image, write_image
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
-from PIL import Image
-from test_cpp_binary import MASK_AGREEMENT, assert_parity, compare_outputs, python_probability, run_cpp, run_py
 
 HEIGHT, WIDTH = 96, 120
 GRAY_LEVELS = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)  # i -> (i,i,i): Pillow's mode "L"

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from fundus_vessels.runtime import lock
-from fundus_vessels.runtime.imageio import ImageReadError, read_image
 from runtime_fixtures import write_synthetic_images
 from test_hardening import jpeg_header_bomb, png_header_bomb
+
+from fundus_vessels.runtime import lock
+from fundus_vessels.runtime.imageio import ImageReadError, read_image
 
 
 def run_cpp(binary: Path, *args: str) -> subprocess.CompletedProcess:

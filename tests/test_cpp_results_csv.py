@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.imageio import write_image
 from fundus_vessels.runtime.results_table import BASE_COLUMNS, read_results

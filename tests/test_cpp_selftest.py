@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fundus_vessels.export.selftest_reference import FILES_KEY, FORMAT, write_reference
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, load_bundle, sha256_file
 from fundus_vessels.runtime.imageio import read_image

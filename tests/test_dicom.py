@@ -19,10 +19,11 @@ from dicom_fixtures import (  # noqa: E402
     jpeg_reference,
     make_dicom,
 )
+from runtime_fixtures import small_fundus, write_synthetic_images  # noqa: E402
+
 from fundus_vessels.runtime import dicom  # noqa: E402
 from fundus_vessels.runtime.cli import main  # noqa: E402
 from fundus_vessels.runtime.imageio import ImageReadError, read_binary_mask, read_image  # noqa: E402
-from runtime_fixtures import small_fundus, write_synthetic_images  # noqa: E402
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from fundus_vessels.export.cli import main
 from fundus_vessels.export.metadata import json_safe
 from fundus_vessels.export.onnx_export import SHAPE_OPS, export_bundle, op_counts

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fundus_vessels.runtime.imageio import write_image
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 

@@ -17,11 +17,12 @@ import numpy as np
 import pydicom
 import pytest
 from dicom_fixtures import PATIENT_ID, make_dicom
+from runtime_fixtures import small_fundus, write_synthetic_images
+
 from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.cli import main
 from fundus_vessels.runtime.imageio import read_image, write_image
 from fundus_vessels.runtime.measure.cli import main as measure_main
-from runtime_fixtures import small_fundus, write_synthetic_images
 
 
 def summary_of(out: Path) -> dict:
@@ -280,6 +281,7 @@ def test_item12_huge_tile_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
 
 
 def test_item7_watch_sees_a_new_photograph_with_the_old_size_and_mtime(tmp_path: Path) -> None:
+    from fundus_vessels.runtime.entries import ImageEntry
     from fundus_vessels.runtime.watch import LEDGER_NAME, Ledger, Watcher, file_key
 
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
@@ -288,7 +290,7 @@ def test_item7_watch_sees_a_new_photograph_with_the_old_size_and_mtime(tmp_path:
     photo = in_dir / "eye.png"
     photo.write_bytes(b"A" * 100)
     ledger = Ledger(out_dir / LEDGER_NAME, str(in_dir.resolve()))
-    ledger.record("eye.png", file_key(photo), "sha-of-A", "eye", {"file": str(photo)}, None)
+    ledger.record("eye.png", file_key(photo), "sha-of-A", "eye", ImageEntry(str(photo), 10, 10, 3, 8), None)
     old = photo.stat()
     new = in_dir / "incoming"
     new.write_bytes(b"B" * 100)  # same size
@@ -301,30 +303,28 @@ def test_item7_watch_sees_a_new_photograph_with_the_old_size_and_mtime(tmp_path:
 
 
 def test_item4_watch_retries_a_write_that_failed(tmp_path: Path, monkeypatch) -> None:
-    import argparse
     import errno
 
-    from fundus_vessels.runtime import cli, watch
+    from fundus_vessels.runtime import jobs, watch
 
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
     (photo,) = write_synthetic_images(in_dir, count=1)
     out_dir.mkdir()
     calls = []
 
-    def run_job(job, *args, **kwargs):
+    def run_job(job, settings):
         calls.append(job.source)
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return {"file": job.source, "vessel_fraction": 0.1, "seconds": 0.0}
+        return jobs.ImageEntry(job.source, 8, 8, 3, 8, vessel_fraction=0.1, seconds=0.0)
 
-    monkeypatch.setattr(cli, "run_job", run_job)
+    monkeypatch.setattr(jobs, "run_job", run_job)
     monkeypatch.setattr(watch, "build_summary", lambda *a, **k: {})
-    args = argparse.Namespace(output_dir=out_dir, quiet=True, keep_identifiers=False, quality="flag", fov="auto")
-    args.settle = 0.01
+    settings = jobs.RunSettings(segmenter=None, out_dir=out_dir, kinds=("mask",), quiet=True)
     ledger = watch.Ledger.load(out_dir, in_dir)
     watcher = watch.Watcher(in_dir, ledger, settle=0.01)
     key = watch.file_key(photo)
-    watch._process(args, None, "auto", ("mask",), watcher, photo.name, key)
+    watch._process(settings, watcher, photo.name, key)
     record = json.loads((out_dir / watch.LEDGER_NAME).read_text())["files"][photo.name]
     assert record["failure"]["transient"] and record["retry"]
     assert photo.name in watcher.pending  # tried again in this run, after RETRY_SECONDS
@@ -334,7 +334,7 @@ def test_item4_watch_retries_a_write_that_failed(tmp_path: Path, monkeypatch) ->
     again = watch.Watcher(in_dir, restarted, settle=0.01)
     again.observe({photo.name}, now=0.0)
     ((name, ready_key),) = again.ready(now=1.0)
-    watch._process(args, None, "auto", ("mask",), again, name, ready_key)
+    watch._process(settings, again, name, ready_key)
     assert len(calls) == 2
     record = json.loads((out_dir / watch.LEDGER_NAME).read_text())["files"][photo.name]
     assert "entry" in record and "retry" not in record
@@ -399,7 +399,7 @@ def test_item13_fifo_input_is_refused_not_waited_on(tiny_bundle: Path, tmp_path:
 
 
 def test_item13_threads_beyond_the_cpus_are_capped(capsys) -> None:
-    from fundus_vessels.runtime.cli import usable_threads
+    from fundus_vessels.runtime.jobs import usable_threads
 
     cpus = len(os.sched_getaffinity(0))
     assert usable_threads(999, quiet=False) == cpus
@@ -424,13 +424,15 @@ def test_item15_opencv_errors_and_warnings_are_one_line(capsys) -> None:
     import warnings
 
     import cv2
-    from fundus_vessels.runtime.cli import failure_entry, show_warning
+
+    from fundus_vessels.runtime.cli import show_warning
+    from fundus_vessels.runtime.jobs import failure_entry
 
     try:
         cv2.cvtColor(np.zeros((4, 4, 3), np.int8), cv2.COLOR_BGR2RGB)
     except cv2.error as exc:
         entry = failure_entry("x.tif", exc)
-    assert "\n" not in entry["error"] and entry["error"].startswith("OpenCV: Unsupported depth of input image:")
+    assert "\n" not in entry.error and entry.error.startswith("OpenCV: Unsupported depth of input image:")
     show_warning(RuntimeWarning("invalid value encountered\nin divide"), RuntimeWarning, "numpy.py", 1)
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == "fundus-infer: warning: invalid value encountered in divide"
@@ -438,9 +440,10 @@ def test_item15_opencv_errors_and_warnings_are_one_line(capsys) -> None:
 
 
 def test_item15_dicom_pixel_error_without_decoder_hint(tmp_path: Path) -> None:
-    from fundus_vessels.runtime.imageio import ImageReadError
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
+
+    from fundus_vessels.runtime.imageio import ImageReadError
 
     path = tmp_path / "eye.dcm"
     make_dicom(path, small_fundus(64, 64))

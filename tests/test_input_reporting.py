@@ -10,10 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.image_header import stored_channels
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
-from PIL import Image
 
 # PIL mode, file suffix -> channels the file stores (alpha included)
 STORED = {

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from measure_phantoms import arc, band, disc, line, polyline_length, sierpinski_carpet, sinusoid
+
 from fundus_vessels.runtime.imageio import write_image
 from fundus_vessels.runtime.measure import analyse_mask, measure_mask
 from fundus_vessels.runtime.measure.cli import main as measure_main
@@ -15,7 +17,6 @@ from fundus_vessels.runtime.measure.fractal import box_counting_dimension
 from fundus_vessels.runtime.measure.truth import drawn_tree_figures
 from fundus_vessels.runtime.measure.units import UM_PER_DEGREE, fov_diameter_px
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
-from measure_phantoms import arc, band, disc, line, polyline_length, sierpinski_carpet, sinusoid
 
 SHAPE = (600, 600)
 

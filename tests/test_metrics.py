@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime.metrics import (
     ConfusionMatrix,
     SegmentationEvaluator,

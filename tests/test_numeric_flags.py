@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.imageio import write_json
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime.preprocess import PreprocessConfig, enhance, normalise, preprocess, to_single_channel
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 

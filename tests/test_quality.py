@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.datasets import dataset_files
 from fundus_vessels.runtime.fov import fov_from_image

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser import dump_dom, find_chromium, report_status
+from runtime_fixtures import write_synthetic_images
+
 from fundus_vessels.runtime import cli
 from fundus_vessels.runtime.imageio import read_image
 from fundus_vessels.runtime.pictures import FALSE_NEGATIVE_RGB, FALSE_POSITIVE_RGB, OUTLINE_RGB, overlay_rgb
@@ -27,7 +29,6 @@ from fundus_vessels.runtime.results_table import (
     summary_rows,
     write_rows,
 )
-from runtime_fixtures import write_synthetic_images
 
 
 def test_measure_columns_are_the_analysis_figures() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime.backends import BackendError, create_backend, resolve_backend
 from fundus_vessels.runtime.backends.trt import tensorrt_status
 from fundus_vessels.runtime.bundle import BundleError, load_bundle

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fundus_vessels.runtime.pipeline import Segmenter, resolve_fov, segment
 from runtime_fixtures import small_fundus
+
+from fundus_vessels.runtime.pipeline import Segmenter, resolve_fov, segment
 
 REPO = Path(__file__).resolve().parent.parent
 

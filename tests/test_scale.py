@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.scale import (
     ScaleConfig,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from fundus_vessels.runtime.imageio import write_image
 from fundus_vessels.runtime.pipeline import Segmenter

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, PRECISION_FILES, load_bundle, shipped_bundle, shipped_names
 from fundus_vessels.runtime.imageio import read_image
 
@@ -114,8 +115,9 @@ def test_flush_denormals_keeps_the_outputs() -> None:
     """Flushing changes no probability: denormal weights contribute below float32 resolution."""
     onnx = pytest.importorskip("onnx")
     import onnxruntime
-    from fundus_vessels.calib.onnx_graph import denormal_count, flush_denormals
     from onnx import numpy_helper
+
+    from fundus_vessels.calib.onnx_graph import denormal_count, flush_denormals
 
     graph = onnx.load(str(load_bundle(SHIPPED).model_path("fp32")))
     weights = next(t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and t.dims[0] > 4)

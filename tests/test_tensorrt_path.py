@@ -18,6 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from fundus_vessels.calib.tensorrt_rules import check_bundle, tensorrt_int8_problems
 from fundus_vessels.runtime.backends import BackendError, create_backend
 from fundus_vessels.runtime.backends import ort as ort_backend
@@ -35,7 +37,6 @@ from fundus_vessels.runtime.backends.ort_providers import provider_specs, tensor
 from fundus_vessels.runtime.backends.trt_build import build_record
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, load_bundle
 from fundus_vessels.runtime.inference import DEFAULT_BATCH
-from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,9 +6,10 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
-from fundus_vessels.runtime.tiling import make_grid, stitch_tiles, tile_image, tile_origins
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from fundus_vessels.runtime.tiling import make_grid, stitch_tiles, tile_image, tile_origins
 
 
 @st.composite

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from fundus_vessels.runtime.imageio import write_image
 from fundus_vessels.train.checkpoint import load_checkpoint
 from fundus_vessels.train.config import ConfigError, resolve_config

@@ -22,18 +22,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_fixtures import write_synthetic_images
+
 from fundus_vessels.runtime.backends import BackendError
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, load_bundle, sha256_file
 from fundus_vessels.runtime.imageio import read_image, write_json
-from runtime_fixtures import write_synthetic_images
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient not installed: pip install 'fundus-vessels[triton]'")
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from fundus_vessels.export.cli import main as export_main
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.export.triton import CONFIG, ServingOptions, export_repository
 from fundus_vessels.runtime.backends.triton import TritonUrl
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = json.loads((DEFAULT_BUNDLE / "model.json").read_text())["name"]  # the default bundle's own name

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from runtime_fixtures import write_synthetic_images
+
 from fundus_vessels.runtime.results_table import read_results
 from fundus_vessels.runtime.watch import LEDGER_NAME, Ledger, Watcher, filesystem_type, is_candidate
-from runtime_fixtures import write_synthetic_images
 
 pytest.importorskip("watchdog", reason="the 'clinic' extra is not installed")
 

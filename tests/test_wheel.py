@@ -17,6 +17,7 @@ import venv
 from pathlib import Path
 
 import pytest
+
 from fundus_vessels.runtime.bundle import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
 from fundus_vessels.runtime.backends.base import BackendError, require_precision
 from fundus_vessels.runtime.bundle import Bundle, BundleError
 from fundus_vessels.runtime.inference import TilePredictor
 from fundus_vessels.runtime.preprocess import PreprocessConfig
 from fundus_vessels.train.checkpoint import load_model
-from torch import nn
 
 
 def find_checkpoint(bundle: Bundle, checkpoint: str | os.PathLike | None = None) -> Path:

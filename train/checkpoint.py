@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from fundus_vessels.runtime.imageio import atomic_output, stale_temporaries
 from fundus_vessels.runtime.scale import ScaleConfig
 from fundus_vessels.train.models import build_model
-from torch import nn
 
 CHECKPOINT_NAMES = ("last.pt", "best.pt")
 

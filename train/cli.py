@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from fundus_vessels.runtime.cli_common import OLD_OUTPUT_SPELLINGS, new_parser
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import run_with_extra
 from fundus_vessels.train.config import FIELD_DEFAULTS, FIELD_HELP, FIELD_TYPES, PRESETS
 
@@ -21,8 +22,8 @@ EXAMPLES = [
     "torchrun --nproc-per-node 2 -m fundus_vessels.train.run --preset compact -o runs/ddp",
 ]
 EXIT_CODES = {
-    0: "trained",
-    2: "bad setting, dataset or checkpoint (refused before training), or the 'train' extra missing",
+    ExitStatus.OK: "trained",
+    ExitStatus.USAGE: "bad setting, dataset or checkpoint (refused before training), or the 'train' extra missing",
 }
 # each setting's flag; the run folder also answers to -o/--output, the convention's output flag
 FLAGS = {"out": ("-o", "--output", *OLD_OUTPUT_SPELLINGS)}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.datasets import (
     CHASE_SUBJECTS,
     DatasetError,

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from tqdm import tqdm
+
 from fundus_vessels.runtime.bundle import bundle_path, load_bundle
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import read_image, write_image, write_json
 from fundus_vessels.runtime.inference import predict_plane
 from fundus_vessels.runtime.metrics import SegmentationEvaluator
@@ -22,8 +26,6 @@ from fundus_vessels.train.backend import torch_predictor
 from fundus_vessels.train.checkpoint import checkpoint_scale, load_model
 from fundus_vessels.train.datasets import Sample, load_datasets
 from fundus_vessels.train.figures import plot_panel
-from torch import nn
-from tqdm import tqdm
 
 PROTOCOL = (
     "Vessel probability thresholded at {threshold}; pixels inside the FOV mask (DRIVE: official masks; "
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "metrics.json", metrics)
     pooled = metrics["fov"]["pooled"]
     print(" ".join(f"{k}={pooled[k]:.4f}" for k in ("miou", "f1", "accuracy", "sensitivity", "specificity", "auc")))
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

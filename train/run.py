@@ -25,6 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_bytes, write_json
 from fundus_vessels.runtime.preprocess import PreprocessConfig
 from fundus_vessels.train import distributed
@@ -42,11 +49,6 @@ from fundus_vessels.train.evaluate import evaluate_samples
 from fundus_vessels.train.figures import plot_loss_curve
 from fundus_vessels.train.models import build_model, count_parameters
 from fundus_vessels.train.threshold import choose_on_validation
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 # settings a resumed run may change: the cosine schedule is re-derived from epochs
 RESUMABLE_CHANGES = {"epochs", "max_steps", "out", "threads", "num_workers", "compile"}
@@ -367,7 +369,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         log.close()
         finish(out, data, cfg, info.device)
     distributed.teardown(info)
-    return 0
+    return ExitStatus.OK
 
 
 def finish(out: Path, data: Data, cfg: TrainConfig, device: torch.device) -> None:
@@ -417,7 +419,7 @@ def run_args(args: argparse.Namespace) -> int:
         return train(cfg, resume=args.resume)
     except (DatasetError, ConfigError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
 
 
 if __name__ == "__main__":

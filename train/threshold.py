@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from fundus_vessels.runtime.datasets import DatasetError
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_json
 from fundus_vessels.runtime.metrics import choose_threshold
 from fundus_vessels.runtime.preprocess import PreprocessConfig
@@ -74,13 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         report = choose_on_validation(args.checkpoint, args.data_root)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     best, base = report["at_threshold"], report["at_training_threshold"]
     print(
         f"threshold {report['threshold']:.2f}: validation MIoU {best['miou']:.4f} F1 {best['f1']:.4f} "
         f"(at {base['threshold']:.2f}: MIoU {base['miou']:.4f} F1 {base['f1']:.4f})"
     )
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

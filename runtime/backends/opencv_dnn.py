@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.backends.base import require_precision, vessel_channel
 from fundus_vessels.runtime.bundle import Bundle, BundleError
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from fundus_vessels.runtime.backends.base import BackendError, require_precision, vessel_channel
 from fundus_vessels.runtime.backends.engines import MAX_BATCH
 from fundus_vessels.runtime.backends.ort_providers import TENSORRT_EP, ProviderSpec, provider_specs

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import onnxruntime as ort
+
 from fundus_vessels.runtime.backends.base import BackendError
 from fundus_vessels.runtime.backends.device import query_gpu
 from fundus_vessels.runtime.backends.engines import ENGINE_DIR, MAX_BATCH, Profile

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+
 from fundus_vessels.runtime.backends.base import BackendError, vessel_channel
 from fundus_vessels.runtime.bundle import MODEL_JSON, Bundle, sha256_file
 from fundus_vessels.runtime.extras import extra_hint

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+
 from fundus_vessels.runtime.backends.base import BackendError, require_precision, vessel_channel
 from fundus_vessels.runtime.backends.device import check_cuda, cuda_status, load_cudart, query_gpu
 from fundus_vessels.runtime.backends.engines import engine_path, loader_identity, stale_reason, trt_version_key

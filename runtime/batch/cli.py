@@ -1,6 +1,6 @@
 """``fundus-batch INPUTS -o OUT [--ray-address ADDR] [--workers N] [--measure]``: fundus-infer on Ray Data.
 
-Takes every option of ``fundus-infer`` (same parser, same :func:`~fundus_vessels.runtime.cli.setup`)
+Takes every option of ``fundus-infer`` (same options, same :func:`~fundus_vessels.runtime.jobs.setup`)
 and writes the same files with the same bytes, plus ``results.parquet`` (one row per input, see
 :mod:`fundus_vessels.runtime.batch.table`). Ray Data runs ``map_batches`` over an actor pool:
 ``--workers`` actors, each with one model session and ``--threads`` CPUs (default: the cluster's
@@ -27,20 +27,14 @@ from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.batch.inputs import InputListError, expand_inputs
 from fundus_vessels.runtime.batch.table import BatchLockedError, Journal, locked, read_rows, write_table
 from fundus_vessels.runtime.bundle import sha256_file
-from fundus_vessels.runtime.cli import (
-    UsageError,
-    add_segment_arguments,
-    build_summary,
-    collect_jobs,
-    job_outputs,
-    parse_save,
-    setup,
-)
 from fundus_vessels.runtime.cli_common import new_parser
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import missing_extra, run_with_extra
 from fundus_vessels.runtime.imageio import write_json
+from fundus_vessels.runtime.jobs import UsageError, build_summary, collect_jobs, job_outputs, parse_save, setup
 from fundus_vessels.runtime.outputs_guard import OutputPlan
 from fundus_vessels.runtime.results_table import write_results
+from fundus_vessels.runtime.segment_options import add_segment_arguments
 
 PROG = "fundus-batch"
 # options that decide where and how fast the work runs, not what it produces
@@ -53,9 +47,11 @@ EXAMPLES = [
     "fundus-batch ARCHIVE/ -o out --measure                # plus measurements.csv, segments.csv",
 ]
 EXIT_CODES = {
-    0: "every image segmented (or verifiably done by an earlier run)",
-    1: "some image failed (a row with its reason in results.parquet; the run goes on)",
-    2: "usage, bundle or output-folder error, OUT locked by another fundus-batch, or the 'ray' extra missing",
+    ExitStatus.OK: "every image segmented (or verifiably done by an earlier run)",
+    ExitStatus.FAILED: "some image failed (a row with its reason in results.parquet; the run goes on)",
+    ExitStatus.USAGE: (
+        "usage, bundle or output-folder error, OUT locked by another fundus-batch, or the 'ray' extra missing"
+    ),
 }
 # fundus-infer's options that fundus-batch has no use for, at the values the settings hash has always seen
 INFER_ONLY_DEFAULTS = {"demo": False, "watch": None, "watch_poll": False, "settle": 2.0, "self_test": False}
@@ -175,7 +171,7 @@ def run_rows(args: argparse.Namespace, tasks: list[dict], settings: str, journal
 
 def write_measure_tables(out_dir, rows: list[dict]) -> None:
     """measurements.csv and segments.csv, as ``fundus-infer --measure`` writes them, from the rows' parts."""
-    from fundus_vessels.runtime.measure.cli import Recorder
+    from fundus_vessels.runtime.measure.recorder import Recorder
 
     recorder = Recorder()
     for row in sorted(rows, key=lambda r: r["index"]):
@@ -191,8 +187,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.measure and "mask" not in args.save.split(","):
         raise UsageError("--measure measures the written mask: keep mask in --save")
-    segmenter, _, _ = setup(args)  # fails fast, before any Ray start, on what fundus-infer would refuse
-    bundle_files = segmenter.bundle.meta.get("files", {})
+    run_settings = setup(args)  # fails fast, before any Ray start, on what fundus-infer would refuse
+    bundle_files = run_settings.segmenter.bundle.meta.get("files", {})
     settings = settings_hash(args, bundle_files)
     with lock.output_lock(args.output_dir, PROG), locked(args.output_dir):
         tasks, failures = plan(args)
@@ -204,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         failures += [{"file": r["file"], "error": r["reason"]} for r in rows if r["status"] == "failed"]
         if args.measure:
             write_measure_tables(args.output_dir, rows)
-        summary = build_summary(segmenter, args.fov, images, failures, args.quality)
+        summary = build_summary(run_settings, images, failures)
         summary["tool"] = PROG
         write_json(args.output_dir / "summary.json", summary)
         write_results(args.output_dir, summary, args.measure)
@@ -216,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         took = time.perf_counter() - start
         print(f"{len(images)} segmented, {len(failures)} failed in {took:.1f} s -> {args.output_dir}", file=sys.stderr)
-    return 1 if failures else 0
+    return ExitStatus.of_run(len(failures))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,12 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             return run(args)
         except (UsageError, InputListError, BatchLockedError, lock.OutputFolderBusy) as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 2
+            return ExitStatus.USAGE
 
     hint = missing_extra("ray", ("ray", "pyarrow"))
     if hint:  # before the output folder is touched; run_with_extra catches what this look-up cannot see
         print(f"{PROG}: {hint}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     return run_with_extra(PROG, "ray", guarded)
 

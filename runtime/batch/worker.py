@@ -15,13 +15,16 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.batch.table import is_done, output_hashes
 from fundus_vessels.runtime.bundle import sha256_file
-from fundus_vessels.runtime.cli import Job, segment_job, setup
+from fundus_vessels.runtime.entries import ImageEntry
+from fundus_vessels.runtime.jobs import Job, segment_job, setup
 
 DRIVER_CHECK_SECONDS = 1.0
 
@@ -72,26 +75,25 @@ def failed_row(task: dict, input_sha256: str, settings_sha256: str, reason: str)
     }
 
 
-def entry_row(task: dict, entry: dict, input_sha256: str, settings_sha256: str, out_dir: Path) -> dict:
-    """The table row of a segmented (or quality-refused) image, from its summary entry."""
-    timings = entry.get("timings", {})
+def entry_row(task: dict, entry: ImageEntry, input_sha256: str, settings_sha256: str, out_dir: Path) -> dict:
+    """The table row of a segmented (or quality-refused) image, from its entry."""
     return {
         "index": task["index"],
         "file": task["file"],
         "stem": task["stem"],
-        "status": "refused" if entry.get("refused") else "ok",
-        "reason": "quality gate refused it" if entry.get("refused") else "",
+        "status": "refused" if entry.refused else "ok",
+        "reason": "quality gate refused it" if entry.refused else "",
         "input_sha256": input_sha256,
         "settings_sha256": settings_sha256,
-        "outputs_sha256": json.dumps(output_hashes(out_dir, entry.get("outputs", {})), sort_keys=True),
-        "width": entry.get("width"),
-        "height": entry.get("height"),
-        "vessel_fraction": entry.get("vessel_fraction"),
-        "seconds": entry.get("seconds"),
-        "preprocess_s": timings.get("preprocess"),
-        "inference_s": timings.get("inference"),
-        "postprocess_s": timings.get("postprocess"),
-        "entry": json.dumps(entry, sort_keys=True),
+        "outputs_sha256": json.dumps(output_hashes(out_dir, entry.outputs), sort_keys=True),
+        "width": entry.width,
+        "height": entry.height,
+        "vessel_fraction": entry.vessel_fraction,
+        "seconds": entry.seconds,
+        "preprocess_s": entry.timings.get("preprocess"),
+        "inference_s": entry.timings.get("inference"),
+        "postprocess_s": entry.timings.get("postprocess"),
+        "entry": json.dumps(entry.to_json(), sort_keys=True),
     }
 
 
@@ -103,7 +105,7 @@ class SegmentWorker:
         exit_with_driver(driver)
         self.args = args
         self.settings = settings_sha256
-        self.segmenter, self.fov, self.kinds = setup(args)
+        self.run = replace(setup(args), quiet=True)  # per-image lines would come from every actor
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [json.dumps(self.row(json.loads(str(t))), sort_keys=True) for t in batch["task"]]
@@ -119,34 +121,27 @@ class SegmentWorker:
         if is_done(prior, sha, self.settings, out_dir):
             return prior
         job = Job(source=task["file"], stem=task["stem"], path=path)
-        args = self.args
-        entry, failure = segment_job(
-            job, self.segmenter, self.fov, out_dir, self.kinds, True, args.keep_identifiers, args.quality
-        )
+        entry, failure = segment_job(job, self.run)
         if failure is not None:
-            return failed_row(task, sha, self.settings, failure["error"])
-        tables = self.measure(entry, out_dir) if self.args.measure and not entry.get("refused") else None
+            return failed_row(task, sha, self.settings, failure.error)
+        tables = self.measure(entry, out_dir) if self.args.measure and not entry.refused else None
         row = entry_row(task, entry, sha, self.settings, out_dir)
         if tables is not None:
-            figures = entry.get("measurements", {})
+            figures = entry.measurements or {}
             row |= {f"measure.{k}": v if isinstance(v, (int, float, str)) else str(v) for k, v in figures.items()}
             row["measure_tables"] = json.dumps(tables, default=float)  # column order kept for the CSVs
         return row
 
-    def measure(self, entry: dict, out_dir: Path) -> dict:
-        """``fundus-infer --measure`` for one entry: ``entry["measurements"]`` and its picture, as
-        :func:`fundus_vessels.runtime.measure.infer.measure_infer_outputs` does; returns its
-        measurements.csv and segments.csv rows (the driver writes both tables)."""
-        from fundus_vessels.runtime.measure.cli import Recorder
-        from fundus_vessels.runtime.measure.sources import collect_sources_from_entries, load
+    def measure(self, entry: ImageEntry, out_dir: Path) -> dict:
+        """``fundus-infer --measure`` for one entry (:func:`~fundus_vessels.runtime.measure.infer.measure_entry`,
+        the same code path): ``entry.measurements`` and its picture; returns its measurements.csv and
+        segments.csv rows (the driver writes both tables)."""
+        from fundus_vessels.runtime.measure.infer import measure_entry, measure_recorder
+        from fundus_vessels.runtime.measure.sources import collect_sources_from_entries
 
-        args = self.args
-        recorder = Recorder(args.pixel_size_um, args.camera_fov_deg, over_photo=args.measure_over_photo)
-        ((_, source),) = collect_sources_from_entries(out_dir, [entry], args.fov)
+        recorder = measure_recorder(self.args)
+        ((data, source),) = collect_sources_from_entries(out_dir, [entry.to_json()], self.args.fov)
         if source is None:
-            raise ValueError(f"{entry['file']}: --measure needs the mask: keep mask in --save")
-        mask, fov, fov_source = load(source, "auto")
-        entry["measurements"] = recorder.measure(
-            source.stem, mask, fov, out_dir, file=entry["file"], fov_source=fov_source, photo=source.photo
-        )
+            raise ValueError(f"{entry.file}: --measure needs the mask: keep mask in --save")
+        entry.measurements = measure_entry(recorder, out_dir, data, source)
         return {"rows": recorder.rows, "segments": recorder.segments}

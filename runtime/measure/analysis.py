@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from fundus_vessels.runtime.measure.branching import branching_angle
 from fundus_vessels.runtime.measure.calibre import segment_widths, width_map
 from fundus_vessels.runtime.measure.centreline import describe

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from fundus_vessels.runtime.measure.centreline import point_at
 from fundus_vessels.runtime.measure.skeleton import Junction
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.measure.skeleton import Segment
 
 

@@ -2,7 +2,8 @@
 
 Writes ``measurements.csv`` (one row per image), ``segments.csv`` (one row per segment),
 ``summary.json`` and ``<stem>_measure.png`` into the output folder. Exit status: 0 all measured,
-1 some failed, 2 usage or output-folder error. ``fundus-infer --measure`` uses :class:`Recorder`.
+1 some failed, 2 usage or output-folder error. The measuring itself is
+:class:`~fundus_vessels.runtime.measure.recorder.Recorder`'s (``fundus-infer --measure`` uses it too).
 """
 
 from __future__ import annotations
@@ -10,27 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 from fundus_vessels.runtime import lock
 from fundus_vessels.runtime.cli_common import add_output_argument, new_parser
+from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import missing_extra
-from fundus_vessels.runtime.imageio import ImageReadError, read_image, write_json
+from fundus_vessels.runtime.imageio import ImageReadError, write_json
 from fundus_vessels.runtime.measure.arguments import add_unit_arguments
-from fundus_vessels.runtime.measure.outputs import (
-    MEASUREMENTS_CSV,
-    PICTURE_SUFFIX,
-    SEGMENTS_CSV,
-    json_ready,
-    write_csv,
-    write_picture,
-)
+from fundus_vessels.runtime.measure.outputs import MEASUREMENTS_CSV, PICTURE_SUFFIX
+from fundus_vessels.runtime.measure.recorder import PROG, Recorder
 from fundus_vessels.runtime.measure.sources import collect_sources, load
 from fundus_vessels.runtime.outputs_guard import OutputPlan, printable
 
-PROG = "fundus-measure"
+__all__ = ["PROG", "Recorder", "build_parser", "main"]
 EXPECTED_ERRORS = (ImageReadError, ValueError, OSError)
 
 
@@ -39,9 +33,9 @@ EXAMPLES = [
     "fundus-measure masks/*.png -o meas/ --fov fov.png --pixel-size-um 25",
 ]
 EXIT_CODES = {
-    0: "every vessel map measured",
-    1: "some map failed (named on stderr and in summary.json; the batch goes on)",
-    2: "usage or output-folder error",
+    ExitStatus.OK: "every vessel map measured",
+    ExitStatus.FAILED: "some map failed (named on stderr and in summary.json; the batch goes on)",
+    ExitStatus.USAGE: "usage or output-folder error",
 }
 
 
@@ -58,57 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-picture", action="store_true", help="do not write <stem>_measure.png")
     parser.add_argument("--quiet", action="store_true", help="no per-image lines")
     return parser
-
-
-class Recorder:
-    """Measures masks one by one, writes each picture, keeps the rows for the two tables."""
-
-    def __init__(
-        self,
-        pixel_size_um: float | None = None,
-        camera_fov_deg: float | None = None,
-        picture: bool = True,
-        over_photo: bool = False,
-    ):
-        self.pixel_size_um, self.camera_fov_deg, self.picture = pixel_size_um, camera_fov_deg, picture
-        self.over_photo = over_photo  # draw the picture over the photograph (measure(photo=...))
-        self.rows: list[dict] = []
-        self.segments: list[dict] = []
-
-    def measure(
-        self,
-        stem: str,
-        mask: np.ndarray,
-        fov: np.ndarray | None,
-        out_dir: Path,
-        pixel_size_um: float | None = None,
-        photo: Path | None = None,
-        **context: str,
-    ) -> dict:
-        """Measure one mask; returns its figures (``context`` columns first), picture written to ``out_dir``.
-
-        ``pixel_size_um`` overrides the recorder's for this image (a DICOM file's own pixel spacing);
-        ``photo``: the photograph the picture is drawn over when the recorder has ``over_photo``.
-        """
-        from fundus_vessels.runtime.measure.analysis import analyse_mask  # the 'measure' extra
-
-        start = time.perf_counter()
-        analysis = analyse_mask(mask, fov, pixel_size_um or self.pixel_size_um, self.camera_fov_deg)
-        name = printable(stem)  # the tables and summary.json are UTF-8 whatever the file names are
-        row = {"image": name, **{k: printable(v) for k, v in context.items()}, **analysis.figures}
-        if self.picture:
-            vessels = mask.astype(bool) if fov is None else mask & fov
-            background = read_image(photo) if self.over_photo and photo is not None else None
-            row["picture"] = printable(write_picture(out_dir, stem, analysis, vessels, background))
-        row["seconds"] = round(time.perf_counter() - start, 4)
-        self.rows.append(row)
-        self.segments.extend({"image": name, **segment} for segment in analysis.segments)
-        return json_ready(row)
-
-    def write_tables(self, out_dir: Path) -> None:
-        """``measurements.csv`` and ``segments.csv`` in ``out_dir``."""
-        write_csv(out_dir / MEASUREMENTS_CSV, self.rows)
-        write_csv(out_dir / SEGMENTS_CSV, self.segments)
 
 
 def check_output_dir(out_dir: Path) -> str | None:
@@ -137,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     problem = missing_extra("measure") or check_output_dir(args.output_dir)
     if problem:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     try:
         held = lock.acquire(args.output_dir, PROG)
     except lock.OutputFolderBusy as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     try:
         return measure_all(args)
     finally:
@@ -188,9 +131,9 @@ def measure_all(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         print(f"{PROG}: error: {args.output_dir}: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     if not args.quiet:
         print(
             f"{len(images)} measured, {len(failures)} failed -> {args.output_dir / MEASUREMENTS_CSV}", file=sys.stderr
         )
-    return 1 if failures else 0
+    return ExitStatus.of_run(len(failures))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.imageio import atomic_output, write_image
 from fundus_vessels.runtime.pictures import colour_bar, dimmed
 

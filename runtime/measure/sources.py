@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import list_images, read_binary_mask, read_image
 from fundus_vessels.runtime.outputs_guard import from_printable

@@ -14,6 +14,7 @@ import functools
 
 import cv2
 import numpy as np
+
 from fundus_vessels.runtime.measure.analysis import min_tortuosity_length, weighted_median
 from fundus_vessels.runtime.measure.units import fov_diameter_px
 from fundus_vessels.runtime.synthetic import SyntheticFundus

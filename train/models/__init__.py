@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from fundus_vessels.train.models.fcn import FCN8s
 from fundus_vessels.train.models.unet import UNet
-from torch import nn
 
 MODELS: dict[str, type[nn.Module]] = {"unet": UNet, "fcn": FCN8s}
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from fundus_vessels.train.models.layers import ConvBlock, scaled_widths
 from torch import nn
+
+from fundus_vessels.train.models.layers import ConvBlock, scaled_widths
 
 UNET_WIDTHS = (32, 64, 128, 256, 512)
 

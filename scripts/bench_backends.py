@@ -1,6 +1,6 @@
 """Benchmark every backend on the same images: seconds per image, tiles/s, peak memory, GFLOP/s.
 
-    python -m fundus_vessels.export.bench --out bench.json [--model BUNDLE] [--data-root ROOT] [--checkpoint CKPT]
+    python scripts/bench_backends.py --out bench.json [--model BUNDLE] [--data-root ROOT] [--checkpoint CKPT]
 
 Each configuration runs in its own subprocess (``--worker``) so that its peak resident memory
 (``VmHWM``; ``ru_maxrss`` for the C++ binary) is its own. Images: a DRIVE-size one (DRIVE test
@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import read_image, write_image, write_json
@@ -33,7 +34,7 @@ from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from fundus_vessels.runtime.tiling import make_grid, tiles_touching
 from fundus_vessels.runtime.timing import timed_calls
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent  # a script of the checkout, not of the installed package
 CPP_BINARY = REPO / "build" / "fundus-infer"
 BIG_SHAPE = (2336, 3504)  # rows, columns of a 3504x2336 photograph
 
@@ -147,7 +148,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def run_configuration(config: dict, args: argparse.Namespace, images: dict[str, Path]) -> dict:
     """One worker subprocess for ``config``: ``{"samples": {image: [s, ...]}, "peak_rss_mb"}`` or ``{"error"}``."""
-    command = [sys.executable, "-m", "fundus_vessels.export.bench", "--worker", "--model", str(args.model)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(args.model)]
     command += ["--backend", config["backend"], "--precision", config["precision"], "--repeats", str(args.repeats)]
     command += ["--checkpoint", str(args.checkpoint)] if args.checkpoint else []
     command += ["--threads", str(args.threads)] if args.threads else []
@@ -224,7 +225,7 @@ def markdown(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fundus_vessels.export.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/bench_backends.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--data-root", type=Path)

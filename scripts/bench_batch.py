@@ -1,6 +1,6 @@
 """Images per second of ``fundus-batch`` with 1 and 2 workers here, and what N nodes would take.
 
-``python -m fundus_vessels.runtime.batch.bench INPUT... [--configs 1x2,1x1,2x1] [--archive 135000]``:
+``python scripts/bench_batch.py INPUT... [--configs 1x2,1x1,2x1] [--archive 135000]``:
 one local Ray instance (started once, not timed), then a fresh output folder per configuration
 (``WORKERSxTHREADS``), timed from submit to the last row. The projection is arithmetic on the
 best measured rate, stated with its assumptions, not a measurement.
@@ -21,7 +21,7 @@ def parse_configs(value: str) -> list[tuple[int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fundus_vessels.runtime.batch.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python scripts/bench_batch.py", description=__doc__)
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--configs", type=parse_configs, default=parse_configs("1x1,1x2,2x1"), help="WORKERSxTHREADS")
     parser.add_argument("--archive", type=int, default=135_000, help="images in the archive to project for")
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import ray
+
     from fundus_vessels.runtime.batch.cli import main as batch_main
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
