@@ -176,7 +176,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--whole-image",
         type=int,
         metavar="PX",
-        help="also set model.json tiling.whole_image: planes up to PX (padded to 16) run in one pass (0: tiles)",
+        help="also set model.json tiling.whole_image: planes up to PX run in one pass (0: tiles; default: unchanged)",
     )
     p.set_defaults(func=cmd_dynamic)
 
