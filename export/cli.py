@@ -45,6 +45,15 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return ExitStatus.OK if report["pass"] else ExitStatus.FAILED
 
 
+def cmd_dynamic(args: argparse.Namespace) -> int:
+    from fundus_vessels.export.onnx_export import write_dynamic_variant
+    from fundus_vessels.runtime.bundle import load_bundle
+
+    path = write_dynamic_variant(load_bundle(args.bundle), args.whole_image)
+    print(f"wrote {path}" + ("" if args.whole_image is None else f"; tiling.whole_image = {args.whole_image}"))
+    return 0
+
+
 def cmd_record_metrics(args: argparse.Namespace) -> int:
     import json
 
@@ -156,6 +165,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=2, metavar="N", help="DRIVE test images to use")
     p.add_argument("--batch", type=int, default=8, metavar="N", help="tiles per model call")
     p.set_defaults(func=cmd_parity)
+
+    p = add_stage(
+        sub,
+        "dynamic",
+        "add model.dynamic.onnx (model.onnx, any height and width) for whole-image passes on the CPU",
+        ["--bundle models/NAME --whole-image 1024"],
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder")
+    p.add_argument(
+        "--whole-image",
+        type=int,
+        metavar="PX",
+        help="also set model.json tiling.whole_image: planes up to PX run in one pass (0: tiles; default: unchanged)",
+    )
+    p.set_defaults(func=cmd_dynamic)
 
     p = add_stage(
         sub,

@@ -121,6 +121,44 @@ def check_against_torch(model: nn.Module, path: Path, tile: int, batch: int) -> 
     return error
 
 
+def any_size_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``graph`` whose input and output take any height and width (symbolic dims)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    for value in (*out.graph.input, *out.graph.output):
+        dims = value.tensor_type.shape.dim if hasattr(value, "tensor_type") else value.type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = "height", "width"
+    del out.graph.value_info[:]  # intermediate shapes inferred from a tile would contradict other sizes
+    return out
+
+
+def write_dynamic_variant(bundle: Bundle, whole_image: int | None = None) -> Path:
+    """``model.dynamic.onnx``: ``model.onnx`` (same nodes and weights) taking any height and width.
+
+    ONNX Runtime refuses inputs that contradict a fixed dim, so the whole-image passes
+    (``model.json`` ``tiling.whole_image``) need this file. Its output is checked against
+    ``model.onnx`` on a tile. ``whole_image``: also set that limit in ``model.json`` (saved).
+    """
+    import onnxruntime as ort
+
+    source = bundle.model_path("fp32")
+    path = bundle.root / PRECISION_FILES["fp32_dynamic"]
+    save_onnx(any_size_graph(onnx.load(str(source))), path)
+    tile = bundle.tile
+    x = np.random.default_rng(0).standard_normal((1, 1, tile, tile), dtype=np.float32)
+    runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (source, path)]
+    a, b = (r.run(None, {INPUT_NAME: x})[0] for r in runs)
+    error = float(np.abs(a - b).max())
+    if error > EXPORT_TOLERANCE:
+        raise ExportError(f"{path}: differs from {source.name} by {error:g} on a tile")
+    shape = ["batch", 1, "height", "width"]
+    bundle.register_file("fp32_dynamic", path, input_shape=shape, source_sha256=bundle.spec.files["fp32"].sha256)
+    if whole_image is not None:
+        bundle.meta["tiling"]["whole_image"] = int(whole_image)
+    bundle.save()
+    return path
+
+
 def export_bundle(
     checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, *, static: bool = True, name: str | None = None
 ) -> Path:

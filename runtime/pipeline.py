@@ -10,9 +10,10 @@ import numpy as np
 
 from fundus_vessels.runtime.backends import Backend, create_backend
 from fundus_vessels.runtime.bundle import Bundle, load_bundle
+from fundus_vessels.runtime.bundle_schema import WHOLE_MULTIPLE
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import read_image
-from fundus_vessels.runtime.inference import DEFAULT_BATCH, predict_plane
+from fundus_vessels.runtime.inference import DEFAULT_BATCH, fits_whole, predict_plane, predict_whole
 from fundus_vessels.runtime.preprocess import preprocess
 from fundus_vessels.runtime.scale import ScaleDecision, decide_scale, resample, resample_back
 
@@ -64,6 +65,9 @@ def resolve_fov(image: np.ndarray, fov: FovSpec) -> np.ndarray:
 class Segmenter:
     """A bundle bound to a backend; :meth:`segment` runs preprocess → tiles → stitch → threshold.
 
+    A model-scale plane that fits ``model.json``'s ``tiling.whole_image`` runs in one pass instead of
+    tiles on backends that take any input size (ONNX Runtime CPU FP32, OpenCV DNN; the C++ binary too).
+
     Args:
         bundle: a loaded :class:`Bundle` or its folder (default: the shipped model).
         backend: ``auto``, ``ort``, ``trt``, ``opencv`` or ``torch``.
@@ -102,6 +106,12 @@ class Segmenter:
         self.skip_outside_fov = skip_outside_fov
         self.scale = scale
 
+    def whole_image(self, shape: tuple[int, ...]) -> bool:
+        """Whether a model-scale plane of ``shape`` runs in one pass (``model.json`` ``tiling.whole_image``
+        and a backend taking any size), not as tiles."""
+        limit = self.bundle.whole_image
+        return bool(getattr(self.backend, "any_size", False)) and fits_whole(shape, limit, WHOLE_MULTIPLE)
+
     def segment(self, image: np.ndarray | str | os.PathLike, fov: FovSpec = "auto") -> Result:
         """Segment an RGB(A) or gray photograph of any size and bit depth, or the image file at a path."""
         start = time.perf_counter()
@@ -114,7 +124,10 @@ class Segmenter:
         model_fov = resample(fov_mask, decision.factor, "mask")
         prepared = time.perf_counter()
         bundle, region = self.bundle, model_fov if self.skip_outside_fov else None
-        probability = predict_plane(plane, self.backend.predict, bundle.tile, bundle.overlap, self.batch, region)
+        if self.whole_image(plane.shape):
+            probability = predict_whole(plane, self.backend.predict, WHOLE_MULTIPLE)
+        else:
+            probability = predict_plane(plane, self.backend.predict, bundle.tile, bundle.overlap, self.batch, region)
         del plane, model_fov
         probability = resample_back(probability, image.shape)
         inferred = time.perf_counter()

@@ -76,7 +76,13 @@ def make_grid(shape: tuple[int, ...], tile: int, overlap: int) -> TileGrid:
 
 def pad_to_grid(plane: np.ndarray, grid: TileGrid) -> np.ndarray:
     """Reflect-pad a plane at the bottom/right up to the grid's padded size (no-op if large)."""
-    ph, pw = grid.padded_shape
+    return pad_plane(plane, grid.padded_shape)
+
+
+def pad_plane(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Reflect-pad a plane at the bottom/right up to ``shape`` (H, W); symmetric when the pad is wider
+    than the plane (as ``cpp/src/tiling.cpp`` padToGrid: BORDER_REFLECT_101, else BORDER_REFLECT)."""
+    ph, pw = shape
     pad_y, pad_x = ph - plane.shape[0], pw - plane.shape[1]
     if pad_y == 0 and pad_x == 0:
         return plane

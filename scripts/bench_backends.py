@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import numpy as np
 from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
 from fundus_vessels.runtime.fov import fov_from_image
 from fundus_vessels.runtime.imageio import read_image, write_image, write_json
+from fundus_vessels.runtime.scale import decide_scale, resample
 from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from fundus_vessels.runtime.tiling import make_grid, tiles_touching
 from fundus_vessels.runtime.timing import timed_calls
@@ -80,22 +82,57 @@ def prepare_images(folder: Path, data_root: Path | None) -> dict[str, Path]:
     else:
         write_image(small, make_synthetic_fundus(584, 565, seed=0).image_rgb)
     big = folder / "big.png"
-    write_image(big, make_synthetic_fundus(*BIG_SHAPE, seed=1).image_rgb)
+    photo = make_synthetic_fundus(*BIG_SHAPE, seed=1).image_rgb
+    write_image(big, photo)
+    write_image(folder / "big.jpg", photo)  # what a camera writes: fundus-infer rows read this one
     return {"drive_size": small, "big": big}
 
 
-def configurations(bundle: Bundle, checkpoint: Path | None) -> list[dict]:
-    """Every backend/precision this bundle and machine can run (PyTorch eager first)."""
+def tiles_bundle(bundle: Bundle, folder: Path) -> Path | None:
+    """A copy of ``bundle`` that always tiles (``tiling.whole_image`` 0), as every bundle ran before
+    whole-image passes; None when the bundle has none to turn off."""
+    if not bundle.whole_image:
+        return None
+    root = folder / f"{bundle.root.name}-tiles"
+    shutil.copytree(bundle.root, root, ignore=shutil.ignore_patterns("engines"))
+    meta = json.loads((root / "model.json").read_text())
+    meta["tiling"]["whole_image"] = 0
+    write_json(root / "model.json", meta)
+    return root
+
+
+def infer_images(folder: Path, data_root: Path | None) -> list[Path]:
+    """What the fundus-infer rows run: the 20 DRIVE test photographs (else the DRIVE-size image), then
+    the 3504x2336 JPEG, decoded and written with all three outputs."""
+    drive = data_root / "DRIVE" / "test" / "images" if data_root else None
+    photos = sorted(drive.glob("*.tif")) if drive is not None and drive.is_dir() else [folder / "drive_size.png"]
+    return [*photos, folder / "big.jpg"]
+
+
+def configurations(bundle: Bundle, checkpoint: Path | None, tiles: Path | None) -> list[dict]:
+    """Every backend/precision this bundle and machine can run (PyTorch eager first), and the
+    fundus-infer rows (decode to written outputs). With ``tiles`` (the bundle with whole-image passes
+    off) the rows whole-image passes change run on both, side by side."""
+    shipped = str(bundle.root)
+    variants = [("", shipped)] if tiles is None else [(" whole-image", shipped), (" tiles", str(tiles))]
     configs = []
     if checkpoint is not None:
-        configs.append({"name": "PyTorch eager", "backend": "torch", "precision": "fp32"})
-    for precision, label in (("fp32", "ORT FP32"), ("fp16", "ORT FP16"), ("int8", "ORT INT8")):
-        if bundle.has(precision):
-            configs.append({"name": label, "backend": "ort", "precision": precision})
+        configs.append({"name": "PyTorch eager", "backend": "torch", "precision": "fp32", "model": shipped})
+    for suffix, model in variants:
+        configs.append({"name": f"ORT FP32{suffix}", "backend": "ort", "precision": "fp32", "model": model})
+    for precision, label in (("fp16", "ORT FP16"), ("int8", "ORT INT8")):
+        if bundle.has(precision):  # fixed tile shapes: always tiles
+            configs.append({"name": label, "backend": "ort", "precision": precision, "model": shipped})
     if bundle.has("fp32_static"):
-        configs.append({"name": "OpenCV DNN", "backend": "opencv", "precision": "fp32"})
-    if CPP_BINARY.is_file():
-        configs.append({"name": "C++ fundus-infer (OpenCV DNN)", "backend": "cpp", "precision": "fp32"})
+        for suffix, model in variants:
+            configs.append({"name": f"OpenCV DNN{suffix}", "backend": "opencv", "precision": "fp32", "model": model})
+    cpp = [("cpp", "C++ fundus-infer (OpenCV DNN)")] if CPP_BINARY.is_file() else []
+    for backend, label in cpp:
+        for suffix, model in variants:
+            configs.append({"name": f"{label}{suffix}", "backend": backend, "precision": "fp32", "model": model})
+    for backend, label in [("infer-py", "fundus-infer Python (ORT)")] + [("infer-cpp", "fundus-infer C++")] * bool(cpp):
+        for suffix, model in variants:
+            configs.append({"name": f"{label}{suffix}", "backend": backend, "precision": "fp32", "model": model})
     return configs
 
 
@@ -124,6 +161,22 @@ def _time_cpp(args: argparse.Namespace, images: list[Path]) -> dict[str, list[fl
     return seconds
 
 
+def _time_infer(args: argparse.Namespace, images: list[Path]) -> dict[str, list[float]]:
+    """fundus-infer's own per-image ``seconds`` (read → written mask, prob and overlay PNGs), ``repeats``
+    runs of one process each: ``drive_size`` holds every DRIVE photograph's, ``big`` the last image's."""
+    seconds: dict[str, list[float]] = {"drive_size": [], "big": []}
+    cpp = args.backend == "infer-cpp"
+    command = [str(CPP_BINARY)] if cpp else [sys.executable, "-m", "fundus_vessels.runtime"]
+    command += ["--model", str(args.model), "--quiet"] + (["--threads", str(args.threads)] if args.threads else [])
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            subprocess.run([*command, *map(str, images), "-o", out], check=True, capture_output=True)
+            entries = json.loads((Path(out) / "summary.json").read_text())["images"]
+        seconds["drive_size"] += [e["seconds"] for e in entries[:-1]]
+        seconds["big"].append(entries[-1]["seconds"])
+    return seconds
+
+
 def own_peak_rss_mb() -> float:
     """Peak RSS of this process image (``VmHWM``). ``ru_maxrss`` would also count the parent's
     pages at fork time, which Linux carries across ``exec``."""
@@ -136,7 +189,10 @@ def own_peak_rss_mb() -> float:
 def worker(args: argparse.Namespace) -> None:
     """Run one configuration and print its JSON line (timed runs per image, peak RSS)."""
     images = [Path(p) for p in args.images]
-    if args.backend == "cpp":
+    if args.backend in ("infer-py", "infer-cpp"):
+        seconds = _time_infer(args, images)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    elif args.backend == "cpp":
         seconds = _time_cpp(args, images)
         # the binary's ru_maxrss: its own peak, or this small worker's RSS at fork if larger
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -148,11 +204,12 @@ def worker(args: argparse.Namespace) -> None:
 
 def run_configuration(config: dict, args: argparse.Namespace, images: dict[str, Path]) -> dict:
     """One worker subprocess for ``config``: ``{"samples": {image: [s, ...]}, "peak_rss_mb"}`` or ``{"error"}``."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(args.model)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", config["model"]]
     command += ["--backend", config["backend"], "--precision", config["precision"], "--repeats", str(args.repeats)]
     command += ["--checkpoint", str(args.checkpoint)] if args.checkpoint else []
     command += ["--threads", str(args.threads)] if args.threads else []
-    command += ["--images", *map(str, images.values())]
+    paths = images["infer"] if config["backend"].startswith("infer-") else [images["drive_size"], images["big"]]
+    command += ["--images", *map(str, paths)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
@@ -161,7 +218,7 @@ def run_configuration(config: dict, args: argparse.Namespace, images: dict[str, 
 
 def run_rounds(configs: list[dict], args: argparse.Namespace, images: dict[str, Path]) -> list[dict]:
     """Every configuration once per round, in turn; pool each one's samples and keep its peak RSS."""
-    results = [{**config, "samples": {k: [] for k in images}, "peak_rss_mb": 0.0} for config in configs]
+    results = [{**config, "samples": {"drive_size": [], "big": []}, "peak_rss_mb": 0.0} for config in configs]
     for round_index in range(args.rounds):
         for result in results:
             if "error" in result:
@@ -181,44 +238,56 @@ def run_rounds(configs: list[dict], args: argparse.Namespace, images: dict[str, 
 
 
 def add_ratios(results: list[dict], tiles: dict[str, int], gflop_tile: float | None, peak: float) -> None:
-    """Speed-ups and memory vs PyTorch eager; tiles/s and GFLOP/s on the big image."""
-    base = next((r for r in results if r["backend"] == "torch" and "seconds" in r), None)
-    for r in results:
-        if "seconds" not in r:
-            continue
+    """Speed-ups against ORT FP32 with tiles (the CPU default before whole-image passes), against the
+    same row with tiles (``vs_tiles``) and against PyTorch eager (when run); tiles/s and GFLOP/s on the
+    big image for the rows that run tiles through the model alone."""
+    done = {r["name"]: r for r in results if "seconds" in r}
+    torch = next((r for r in done.values() if r["backend"] == "torch"), None)
+    baseline = done.get("ORT FP32 tiles", done.get("ORT FP32"))
+    for r in done.values():
         seconds = r["seconds"]
-        r["tiles_per_s"] = tiles["big"] / seconds["big"]
-        if gflop_tile:
-            r["gflops"] = gflop_tile * tiles["big"] / seconds["big"]
-            r["fraction_of_matmul_peak"] = r["gflops"] / peak
-        if base is not None:
-            r["speedup_vs_torch"] = {k: base["seconds"][k] / seconds[k] for k in seconds}
-            r["memory_vs_torch"] = r["peak_rss_mb"] / base["peak_rss_mb"]
+        if not r["name"].endswith(" whole-image") and not r["backend"].startswith("infer-"):
+            r["tiles_per_s"] = tiles["big"] / seconds["big"]
+            if gflop_tile:
+                r["gflops"] = gflop_tile * tiles["big"] / seconds["big"]
+                r["fraction_of_matmul_peak"] = r["gflops"] / peak
+        if baseline is not None and not r["backend"].startswith("infer-"):
+            r["speedup_vs_ort_tiles"] = {k: baseline["seconds"][k] / seconds[k] for k in seconds}
+        tiled = done.get(r["name"].removesuffix(" whole-image") + " tiles")
+        if r["name"].endswith(" whole-image") and tiled is not None:
+            r["speedup_vs_tiles"] = {k: tiled["seconds"][k] / seconds[k] for k in seconds}
+        if torch is not None:
+            r["speedup_vs_torch"] = {k: torch["seconds"][k] / seconds[k] for k in seconds}
+            r["memory_vs_torch"] = r["peak_rss_mb"] / torch["peak_rss_mb"]
+
+
+def _pair(values: dict | None) -> str:
+    return f"{values['drive_size']:.2f}x / {values['big']:.2f}x" if values else ""
 
 
 def markdown(report: dict) -> str:
     rows = [
-        "| configuration | s / DRIVE-size image | s / 3504x2336 image | tiles/s | peak RSS MB | speed-up vs torch "
-        "(DRIVE / big) | GFLOP/s (% of matmul peak) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| configuration | s / DRIVE image | s / 3504x2336 image | vs ORT FP32 tiles (DRIVE / big) | "
+        "whole-image vs tiles (DRIVE / big) | tiles/s | peak RSS MB | GFLOP/s (% of matmul peak) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["results"]:
         if "error" in r:
-            rows.append(f"| {r['name']} | failed: {r['error']} | | | | | |")
+            rows.append(f"| {r['name']} | failed: {r['error']} | | | | | | |")
             continue
-        s, up = r["seconds"], r.get("speedup_vs_torch")
-        speed = f"{up['drive_size']:.2f}x / {up['big']:.2f}x" if up else "n/a"
-        gflops = f"{r['gflops']:.1f} ({100 * r['fraction_of_matmul_peak']:.0f}%)" if "gflops" in r else "n/a"
+        s = r["seconds"]
+        tiles = f"{r['tiles_per_s']:.2f}" if "tiles_per_s" in r else ""
+        gflops = f"{r['gflops']:.1f} ({100 * r['fraction_of_matmul_peak']:.0f}%)" if "gflops" in r else ""
         rows.append(
-            f"| {r['name']} | {s['drive_size']:.2f} | {s['big']:.2f} | {r['tiles_per_s']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {speed} | {gflops} |"
+            f"| {r['name']} | {s['drive_size']:.3f} | {s['big']:.3f} | {_pair(r.get('speedup_vs_ort_tiles'))} | "
+            f"{_pair(r.get('speedup_vs_tiles'))} | {tiles} | {r['peak_rss_mb']:.0f} | {gflops} |"
         )
     m = report["model"]
     gflop = f"{m['gflop_per_drive_image']:.1f}" if m["gflop_per_drive_image"] else "n/a"
     rows.append(
         f"\nModel: {m['gflop_per_tile'] or 'n/a'} GFLOP per {m['tile']}² tile, {gflop} GFLOP per DRIVE-size image "
         f"({m['tiles']['drive_size']} tiles), {m['tiles']['big']} of the {m['grid_tiles']['big']} tiles of the "
-        "3504x2336 image run (the others hold no FOV pixel). "
+        "3504x2336 image run after scale normalisation (the others hold no FOV pixel). "
         f"numpy float32 matmul peak: {report['machine']['matmul_peak_gflops']:.1f} GFLOP/s."
     )
     return "\n".join(rows)
@@ -254,11 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         images = prepare_images(Path(folder), args.data_root)
         tiles, grid_tiles = {}, {}
-        for key, path in images.items():
-            image = read_image(path)
-            grid = make_grid(image.shape, bundle.tile, bundle.overlap)
-            tiles[key], grid_tiles[key] = len(tiles_touching(grid, fov_from_image(image))), len(grid)
-        results = run_rounds(configurations(bundle, args.checkpoint), args, images)
+        for key, path in list(images.items()):
+            fov = fov_from_image(read_image(path))  # tiles of the plane the model sees (after scale normalisation)
+            model_fov = resample(fov, decide_scale(fov, bundle.scale).factor, "mask")
+            grid = make_grid(model_fov.shape, bundle.tile, bundle.overlap)
+            tiles[key], grid_tiles[key] = len(tiles_touching(grid, model_fov)), len(grid)
+        images["infer"] = infer_images(Path(folder), args.data_root)
+        configs = configurations(bundle, args.checkpoint, tiles_bundle(bundle, Path(folder)))
+        results = run_rounds(configs, args, images)
     peak = max(peak, matmul_peak_gflops())  # other load on the machine lowers one measurement
     add_ratios(results, tiles, gflop_tile, peak)
     report = {

@@ -24,6 +24,8 @@ python -m fundus_vessels.calib report --bundle "$BUNDLE" --data-root "$DATA_ROOT
   || echo "note: the INT8 report missed a target (see $BUNDLE/int8_report.json)"
 # 4. parity of every backend against PyTorch on the 20 DRIVE test images
 python -m fundus_vessels.export parity --bundle "$BUNDLE" --checkpoint "$CKPT" --data-root "$DATA_ROOT" --images 20
+# whole-image passes on the CPU (docs/benchmark.md): DRIVE-size and scale-normalised planes run in one pass
+python -m fundus_vessels.export dynamic --bundle "$BUNDLE" --whole-image 1024
 # 5. the product path: fundus-infer with the default model, scored by the same evaluation
 fundus-infer "$DATA_ROOT/DRIVE/test/images" -o "$RUN/fundus-infer" --model "$BUNDLE" --quiet
 python -m fundus_vessels.train.evaluate --predictions "$RUN/fundus-infer" --model "$BUNDLE" --data drive --split test \

@@ -73,7 +73,18 @@ BROKEN = {
         _set("tiling.overlap", 256),
         "tiling.overlap must be an integer with 0 <= overlap < tiling.tile (256) (got 256)",
     ),
-    "unknown tiling key": (_set("tiling.stride", 8), "tiling.stride is not a known key (known: tile, overlap)"),
+    "unknown tiling key": (
+        _set("tiling.stride", 8),
+        "tiling.stride is not a known key (known: tile, overlap, whole_image)",
+    ),
+    "whole_image -1": (
+        _set("tiling.whole_image", -1),
+        "tiling.whole_image must be an integer with 0 <= whole_image <= 2048 (0: always tiles) (got -1)",
+    ),
+    "whole_image 'big'": (
+        _set("tiling.whole_image", "big"),
+        "tiling.whole_image must be an integer with 0 <= whole_image <= 2048 (0: always tiles) (got 'big')",
+    ),
     "threshold 'half'": (_set("threshold", "half"), f"threshold must be {THRESHOLD_RULE} (got 'half')"),
     "threshold 1.5": (_set("threshold", 1.5), f"threshold must be {THRESHOLD_RULE} (got 1.5)"),
     "threshold 'NaN'": (_set("threshold", "NaN"), f"threshold must be {THRESHOLD_RULE} (got 'NaN')"),

@@ -224,6 +224,26 @@ def test_parity_with_python_opencv_backend(built, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
+def whole_bundle_dir(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with model.dynamic.onnx and whole-image passes up to 448 px (model.json tiling.whole_image)."""
+    from fundus_vessels.export.onnx_export import write_dynamic_variant
+
+    root = Path(shutil.copytree(bundle_dir, tmp_path_factory.mktemp("cpp") / "whole"))
+    write_dynamic_variant(load_bundle(root), 448)
+    return root
+
+
+@pytest.mark.parametrize(("height", "width"), [(300, 420), (200, 180), (440, 433), (584, 565)])
+@pytest.mark.parametrize("backend", ["ort", "opencv"])
+def test_parity_with_whole_image_passes(
+    cpp_binary: Path, whole_bundle_dir: Path, tmp_path: Path, height: int, width: int, backend: str
+) -> None:
+    """Both runtimes run planes up to 448 px (padded to 16) in one pass and larger ones as tiles, alike."""
+    image = synthetic_image(tmp_path / "whole.png", height, width, seed=height)
+    assert_parity(cpp_binary, whole_bundle_dir, image, tmp_path, backend=backend)
+
+
+@pytest.fixture(scope="session")
 def scaled_bundle_dir(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with the test scale section."""
     return with_scale(bundle_dir, tmp_path_factory.mktemp("cpp") / "scaled")
@@ -328,6 +348,15 @@ def test_parity_on_drive(built, data_root: Path, tmp_path: Path) -> None:
     mask = data_root / "DRIVE" / "test" / "mask" / "01_test_mask.gif"
     stats_fov = assert_parity(binary, bundle, image, tmp_path / "fov", extra=("--fov", mask))
     print(f"DRIVE 01_test parity: auto FOV {stats}; official FOV {stats_fov}")
+
+
+@pytest.mark.data
+def test_default_bundle_parity_on_drive(cpp_binary: Path, data_root: Path, tmp_path: Path) -> None:
+    """The shipped default runs DRIVE photographs in one whole-image pass: both runtimes, the same masks."""
+    bundle = REPO / "models" / "unet-multicamera"
+    assert load_bundle(bundle).whole_image >= 608  # a DRIVE plane (584x565) padded to 592x576 fits
+    stats = model_parity(cpp_binary, bundle, data_root / "DRIVE" / "test" / "images" / "01_test.tif", tmp_path)
+    assert stats["mask_agreement"] >= MASK_AGREEMENT, stats
 
 
 # -- bad inputs and bundles --------------------------------------------------------------------

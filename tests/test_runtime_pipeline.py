@@ -113,3 +113,62 @@ def test_tiles_outside_the_fov_are_skipped_without_changing_the_mask(tiny_bundle
     assert fov.any() and not fov[:, :250].any()
     np.testing.assert_array_equal(results[True].mask, results[False].mask)
     np.testing.assert_array_equal(results[True].probability[fov], results[False].probability[fov])
+
+
+# -- whole-image passes (model.json tiling.whole_image) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def whole_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle with model.dynamic.onnx and whole-image passes up to 320 px."""
+    import shutil
+
+    from fundus_vessels.export.onnx_export import write_dynamic_variant
+    from fundus_vessels.runtime.bundle import load_bundle
+
+    root = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("whole") / "bundle"))
+    write_dynamic_variant(load_bundle(root), 320)
+    return root
+
+
+def test_whole_image_setting_is_honoured(whole_bundle: Path) -> None:
+    from fundus_vessels.runtime.bundle_schema import WHOLE_MULTIPLE
+    from fundus_vessels.runtime.inference import predict_plane, predict_whole
+    from fundus_vessels.runtime.preprocess import preprocess
+
+    seg = Segmenter(whole_bundle, backend="ort", scale="none")
+    assert seg.backend.model_path.name == "model.dynamic.onnx" and seg.backend.any_size
+    bundle, predict = seg.bundle, seg.backend.predict
+    for shape, whole in (((300, 290), True), ((320, 305), True), ((321, 300), False), ((260, 420), False)):
+        image = small_fundus(*shape, seed=3)
+        plane = preprocess(image, bundle.preprocess)
+        assert seg.whole_image(plane.shape) is whole, shape
+        got = seg.segment(image, fov=None).probability
+        tiled = predict_plane(plane, predict, bundle.tile, bundle.overlap)
+        if whole:
+            np.testing.assert_array_equal(got, predict_whole(plane, predict, WHOLE_MULTIPLE))
+            assert np.abs(got - tiled).max() > 0, "one pass, not the tiles"
+        else:
+            np.testing.assert_array_equal(got, tiled)
+
+
+def test_whole_image_off_without_the_setting_or_an_any_size_backend(tiny_bundle: Path, whole_bundle: Path) -> None:
+    image = small_fundus(300, 280)
+    plain = Segmenter(tiny_bundle, backend="ort")
+    assert plain.backend.model_path.name == "model.onnx" and not plain.whole_image((300, 280))
+    opencv = Segmenter(whole_bundle, backend="opencv")  # the static file takes any size in OpenCV DNN
+    assert opencv.whole_image((300, 280))
+    ort = Segmenter(whole_bundle, backend="ort")
+    np.testing.assert_allclose(opencv.segment(image).probability, ort.segment(image).probability, atol=1e-4)
+
+
+def test_probability_png_rounds_like_numpy() -> None:
+    from fundus_vessels.runtime.outputs import probability_png
+
+    k = np.arange(256, dtype=np.float32)
+    ties = ((k + 0.5) / 255).astype(np.float32)
+    values = [ties, np.nextafter(ties, 2), np.nextafter(ties, -2), k / 255, np.float32([-0.5, 0, 1, 1.5, 1e-9])]
+    values.append(np.random.default_rng(0).random(5000, dtype=np.float32) * 1.2 - 0.1)
+    probability = np.concatenate(values).reshape(1, -1)
+    expected = np.rint(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(probability_png(probability), expected)

@@ -89,10 +89,11 @@ def test_fundus_infer_default_model_reproduces_the_recorded_drive_test_figures(d
     proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads((scored / "metrics.json").read_text())["fov"]["pooled"]
-    for source in ("fundus_infer_drive_test", "drive_test"):
+    # the product path runs whole-image passes where the evaluation tiles: within 0.1 point of it (docs/benchmark.md)
+    for source, tolerance in (("fundus_infer_drive_test", (2e-4, 3e-4)), ("drive_test", (1e-3, 1e-3))):
         want = recorded[source]["fov_pooled"]
-        assert got["miou"] == pytest.approx(want["miou"], abs=2e-4), source
-        assert got["f1"] == pytest.approx(want["f1"], abs=3e-4), source
+        assert got["miou"] == pytest.approx(want["miou"], abs=tolerance[0]), source
+        assert got["f1"] == pytest.approx(want["f1"], abs=tolerance[1]), source
         # the probability PNG stores p to 1/255, which ties some scores: AUC within 0.001 of PyTorch's
         assert got["auc"] == pytest.approx(want["auc"], abs=1e-3 if source == "drive_test" else 1e-5), source
 

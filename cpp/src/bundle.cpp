@@ -182,7 +182,7 @@ Status readPreprocess(const Checker& check, const cv::FileNode& pre, PreprocessC
 Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bundle) {
     Status s;
     if (!(s = check.section(tiling, "tiling"))) return s;
-    if (!(s = check.knownKeys(tiling, "tiling", {"tile", "overlap"}))) return s;
+    if (!(s = check.knownKeys(tiling, "tiling", {"tile", "overlap", "whole_image"}))) return s;
     const std::string multiple = std::to_string(kTileMultiple);
     auto tileOk = [](int t) { return t >= kTileMultiple && t <= kMaxTile && t % kTileMultiple == 0; };
     if (!(s = check.integer(
@@ -192,10 +192,18 @@ Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bund
         return s;
     }
     const int tile = bundle.tile;
+    if (!(s = check.integer(
+              tiling["overlap"], "tiling.overlap",
+              "an integer with 0 <= overlap < tiling.tile (" + std::to_string(tile) + ")",
+              [tile](int o) { return 0 <= o && o < tile; }, bundle.overlap))) {
+        return s;
+    }
+    bundle.wholeImage = 0;
+    if (tiling["whole_image"].empty()) return Status::ok();
     return check.integer(
-        tiling["overlap"], "tiling.overlap",
-        "an integer with 0 <= overlap < tiling.tile (" + std::to_string(tile) + ")",
-        [tile](int o) { return 0 <= o && o < tile; }, bundle.overlap);
+        tiling["whole_image"], "tiling.whole_image",
+        "an integer with 0 <= whole_image <= " + std::to_string(kMaxTile) + " (0: always tiles)",
+        [](int w) { return 0 <= w && w <= kMaxTile; }, bundle.wholeImage);
 }
 
 // runtime/bundle_schema.py _scale(): the optional section, checked after tiling and before output

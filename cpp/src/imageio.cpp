@@ -21,6 +21,7 @@
 #include "fundus/diagnostics.h"
 #include "fundus/gif.h"
 #include "fundus/jpeg.h"
+#include "fundus/png_writer.h"
 
 #include <sys/stat.h>
 
@@ -471,6 +472,12 @@ Status writeFileAtomic(const std::string& path, const std::string& bytes) {
 }
 
 Status writeImageAtomic(const std::string& path, const cv::Mat& image) {
+    const std::string lower = lowerExtension(path);
+    if ((lower.empty() || lower == ".png") && wantsParallelPng(image)) {  // large: compressed on every CPU
+        const std::string png = encodePng(image);
+        if (png.empty()) return Status::error(ErrorCode::kIo, path + ": zlib could not encode the image");
+        return writeFileAtomic(path, png);
+    }
     cv::Mat toEncode = image;
     if (image.channels() == 3) cv::cvtColor(image, toEncode, cv::COLOR_RGB2BGR);
     std::string ext = lowerExtension(path);

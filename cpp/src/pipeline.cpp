@@ -41,6 +41,29 @@ Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, i
     return stitcher.result();
 }
 
+namespace {
+int roundUp(int n, int multiple) {
+    return (n + multiple - 1) / multiple * multiple;
+}
+}  // namespace
+
+bool fitsWhole(const cv::Mat& plane, int wholeImage) {
+    return wholeImage > 0 &&
+           std::max(roundUp(plane.rows, kWholeMultiple), roundUp(plane.cols, kWholeMultiple)) <= wholeImage;
+}
+
+Result<cv::Mat> predictWhole(const cv::Mat& plane, Backend& backend) {
+    const cv::Size padded(roundUp(plane.cols, kWholeMultiple), roundUp(plane.rows, kWholeMultiple));
+    std::vector<cv::Mat> input{padPlane(plane, padded)}, output;
+    Status status = backend.predict(input, output);
+    if (!status) return status;
+    if (output.size() != 1 || output[0].size() != padded) {
+        return Status::error(ErrorCode::kBackend, "backend returned no " + std::to_string(padded.width) + "x" +
+                                                      std::to_string(padded.height) + " plane for a whole-image pass");
+    }
+    return output[0](cv::Rect(0, 0, plane.cols, plane.rows)).clone();
+}
+
 Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle, Backend& backend,
                                   const FovSetting& fov, double threshold, int batch, const ScaleRequest& scale) {
     using Clock = std::chrono::steady_clock;
@@ -73,7 +96,10 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
 
     const auto prepared = Clock::now();
     // tiles holding no FOV pixel are not run (their probability is 0), as runtime.pipeline
-    auto probability = predictPlane(seg.input, backend, bundle.tile, bundle.overlap, batch, modelFov);
+    // small planes in one pass when the bundle and backend allow it (runtime.pipeline Segmenter.whole_image)
+    auto probability = backend.anySize() && fitsWhole(seg.input, bundle.wholeImage)
+                           ? predictWhole(seg.input, backend)
+                           : predictPlane(seg.input, backend, bundle.tile, bundle.overlap, batch, modelFov);
     if (!probability) return probability.status();
     seg.probability = resampleBack(*probability, imageRgb.size());
     const auto inferred = Clock::now();

@@ -42,7 +42,10 @@ TileGrid makeGrid(int height, int width, int tile, int overlap) {
 }
 
 cv::Mat padToGrid(const cv::Mat& plane, const TileGrid& grid) {
-    const cv::Size padded = grid.paddedSize();
+    return padPlane(plane, grid.paddedSize());
+}
+
+cv::Mat padPlane(const cv::Mat& plane, cv::Size padded) {
     const int padY = padded.height - plane.rows;
     const int padX = padded.width - plane.cols;
     if (padY == 0 && padX == 0) return plane;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "fundus/cli_args.h"
@@ -16,6 +17,7 @@
 #include "fundus/imageio.h"
 #include "fundus/jpeg.h"
 #include "fundus/output_guard.h"
+#include "fundus/png_writer.h"
 #include "fundus/quality.h"
 #include "fundus/results_csv.h"
 #include "fundus/scale.h"
@@ -252,7 +254,30 @@ void testResultsCsv() {
           "y,failed,bad,,,,,,\n");
 }
 
+// Parallel PNG stripes decode to the same pixels (any stripe count, gray/RGB/RGBA, odd sizes).
+void testParallelPng() {
+    cv::RNG rng(7);
+    for (const cv::Size size : {cv::Size(1, 1), cv::Size(9, 1), cv::Size(37, 50), cv::Size(203, 301)}) {
+        for (int channels : {1, 3, 4}) {
+            cv::Mat image(size, CV_8UC(channels));
+            rng.fill(image, cv::RNG::UNIFORM, 0, 256);
+            for (int workers : {1, 2, 3, 8}) {
+                const std::string png = fundus::encodePng(image, workers);
+                const std::vector<unsigned char> bytes(png.begin(), png.end());
+                cv::Mat decoded = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+                if (channels == 3) cv::cvtColor(decoded, decoded, cv::COLOR_BGR2RGB);
+                if (channels == 4) cv::cvtColor(decoded, decoded, cv::COLOR_BGRA2RGBA);
+                CHECK(!png.empty() && decoded.size() == image.size() && decoded.type() == image.type() &&
+                      cv::countNonZero(cv::Mat(decoded != image).reshape(1)) == 0);
+            }
+        }
+    }
+    CHECK(!fundus::wantsParallelPng(cv::Mat(100, 100, CV_8UC3)));
+    CHECK(!fundus::wantsParallelPng(cv::Mat(2000, 1000, CV_16UC1)));
+}
+
 int main() {
+    testParallelPng();
     testFlags();
     testResultsCsv();
     testJsonNumbers();

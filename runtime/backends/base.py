@@ -19,6 +19,9 @@ class Backend(Protocol):
         name: backend name as given on the command line (``ort``, ``opencv``, ``trt``, ``torch``).
         precision: ``fp32``, ``fp16`` or ``int8``.
         model_path: the file it runs (ONNX, engine or checkpoint).
+
+    A backend whose ``predict`` also takes one (1, 1, H, W) plane of any size (H, W multiples of 16)
+    sets ``any_size = True``; the pipeline then runs small planes whole (``model.json`` ``tiling.whole_image``).
     """
 
     name: str

@@ -13,6 +13,7 @@ class OpenCVBackend:
     """What the C++ runtime runs on a device without TensorRT (FP32 only: no FP16/QDQ in DNN)."""
 
     name = "opencv"
+    any_size = True  # DNN re-infers the static graph's shapes from each input: whole-image passes
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int | None = None) -> None:
         require_precision(self.name, precision, ("fp32",))

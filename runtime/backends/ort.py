@@ -16,7 +16,7 @@ import onnxruntime as ort
 from fundus_vessels.runtime.backends.base import BackendError, require_precision, vessel_channel
 from fundus_vessels.runtime.backends.engines import MAX_BATCH
 from fundus_vessels.runtime.backends.ort_providers import TENSORRT_EP, ProviderSpec, provider_specs
-from fundus_vessels.runtime.bundle import Bundle, BundleError
+from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, BundleError
 from fundus_vessels.runtime.inference import TilePredictor
 
 # preferred first; only those the installed onnxruntime offers are used
@@ -85,6 +85,8 @@ def open_backend_session(
 ) -> tuple[Path, ort.InferenceSession]:
     """The bundle file serving ``precision`` and its session, chosen from the providers that actually loaded.
 
+    On the CPU, FP32 opens ``model.dynamic.onnx`` (the same graph taking any height and width) when
+    ``model.json`` enables whole-image passes (``tiling.whole_image``), so that one session serves both.
     ``model.int8.onnx`` (symmetric INT8, what TensorRT builds from) runs slower than FP32 on CPUs
     without VNNI; ``model.int8cpu.onnx`` (uint8 activations, narrow layers in FP32) is the fast one.
     A GPU provider that is installed but fails to load (no device, wrong CUDA) leaves the CPU only,
@@ -93,6 +95,8 @@ def open_backend_session(
     providers = default_providers()
     cpu_file = precision == "int8" and bundle.has("int8_cpu")
     key = "int8_cpu" if cpu_file and providers == list(CPU_ONLY) else precision
+    if key == "fp32" and providers == list(CPU_ONLY) and bundle.whole_image and bundle.has("fp32_dynamic"):
+        key = "fp32_dynamic"  # model.onnx's graph and weights, any height and width: whole-image passes
     path = bundle.model_path(key)
     session = open_session(path, provider_specs(providers, bundle, key), threads)
     if key == "int8" and cpu_file and session.get_providers() == list(CPU_ONLY):
@@ -120,6 +124,8 @@ class OrtBackend:
                 f"model.json says {bundle.in_channels} channel(s)"
             )
         self._predict = session_predictor(self.session, bundle.vessel_index, str(self.model_path))
+        # (1, 1, H, W) planes of any size: the dynamic file only (the others are fixed to the tile)
+        self.any_size = self.model_path.name == PRECISION_FILES["fp32_dynamic"]
 
     @property
     def providers(self) -> list[str]:

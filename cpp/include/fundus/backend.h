@@ -20,6 +20,8 @@ public:
     virtual std::string modelPath() const = 0;  // the ONNX file or engine it runs
     // tiles: tile x tile CV_32F model inputs; out: tile x tile CV_32F vessel probabilities.
     virtual Status predict(const std::vector<cv::Mat>& tiles, std::vector<cv::Mat>& out) = 0;
+    // Whether predict() also takes one plane of any size (sides multiples of 16): whole-image passes.
+    virtual bool anySize() const { return false; }
 };
 
 struct BackendOptions {

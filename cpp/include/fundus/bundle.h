@@ -31,6 +31,9 @@ struct Bundle {
     PreprocessConfig preprocess;
     int tile = 256;
     int overlap = 32;
+    // tiling.whole_image (optional, 0: always tiles): a model-scale plane whose sides, padded to a
+    // multiple of kWholeMultiple, are both <= this runs in one pass on a backend taking any size
+    int wholeImage = 0;
     int vesselIndex = 1;
     double threshold = 0.5;
     int inChannels = 1;

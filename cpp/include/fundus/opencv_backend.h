@@ -16,6 +16,8 @@ public:
     std::string precision() const override { return "fp32"; }
     std::string modelPath() const override { return modelPath_; }
     Status predict(const std::vector<cv::Mat>& tiles, std::vector<cv::Mat>& out) override;
+    // DNN infers the static graph's shapes again from each input
+    bool anySize() const override { return true; }
 
 private:
     cv::dnn::Net net_;

@@ -31,6 +31,8 @@ bool tileTouches(const TileGrid& grid, cv::Point origin, const cv::Mat& region);
 // Bottom/right padding up to the grid's padded size: numpy 'reflect' (BORDER_REFLECT_101) when
 // both pads are smaller than the image, else 'symmetric' (BORDER_REFLECT).
 cv::Mat padToGrid(const cv::Mat& plane, const TileGrid& grid);
+// The same padding up to `size` (runtime/tiling.py pad_plane).
+cv::Mat padPlane(const cv::Mat& plane, cv::Size size);
 
 class Stitcher {
 public:

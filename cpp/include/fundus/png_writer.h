@@ -1,0 +1,23 @@
+// PNG encoding of large 8-bit images in parallel stripes (runtime/png_writer.py): Sub filter on every
+// row, deflate level 1 with the run-length strategy, each stripe of rows compressed by its own thread
+// and ended by a full flush, so the file holds one ordinary zlib stream that every reader decodes.
+#pragma once
+
+#include <string>
+
+#include <opencv2/core.hpp>
+
+namespace fundus {
+
+// Below this many pixels one stream is as fast: OpenCV encodes it (runtime/png_writer.py PARALLEL_MIN_PIXELS).
+constexpr long long kParallelPngMinPixels = 2000000;
+
+// The CPUs this process may run on.
+int usableCpus();
+// Whether encodePng pays for `image`: CV_8U with 1, 3 or 4 channels, large, and more than one CPU.
+bool wantsParallelPng(const cv::Mat& image);
+// PNG bytes of a CV_8U gray, RGB or RGBA image (channels in PNG order), compressed by `workers`
+// threads in as many stripes (0: the usable CPUs). Empty on a zlib failure.
+std::string encodePng(const cv::Mat& image, int workers = 0);
+
+}  // namespace fundus

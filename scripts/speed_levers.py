@@ -1,0 +1,112 @@
+"""fundus-infer end to end (read -> written mask, prob, overlay PNGs), each speed lever side by side.
+
+    python scripts/speed_levers.py --images DRIVE/test/images BIG.jpg [--base-python PATH] [--base-cpp BIN]
+        [--rounds 3] [--out levers.json]
+
+Every configuration runs as its own fundus-infer process on the same images, in turn, for
+``--rounds`` rounds (this VM's speed drifts within minutes); a configuration's figure is the median
+of fundus-infer's own per-image ``seconds`` (summary.json) over all rounds: the DRIVE photographs
+pooled, and the last image (the 3504x2336 photograph) on its own. Ratios are against the first
+configuration of the same runtime (the code before the levers, when ``--base-python`` /
+``--base-cpp`` name it: a PYTHONPATH holding that checkout's ``fundus_vessels`` and its binary).
+A development tool, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLE = REPO / "models" / "unet-multicamera"
+
+
+def tiles_bundle(folder: Path) -> Path:
+    """The shipped bundle with whole-image passes off (tiling.whole_image 0)."""
+    root = folder / "unet-multicamera-tiles"
+    shutil.copytree(BUNDLE, root, ignore=shutil.ignore_patterns("engines"))
+    meta = json.loads((root / "model.json").read_text())
+    meta["tiling"]["whole_image"] = 0
+    (root / "model.json").write_text(json.dumps(meta, indent=2))
+    return root
+
+
+def configurations(args: argparse.Namespace, tiles: Path) -> list[dict]:
+    py = [sys.executable, "-m", "fundus_vessels.runtime"]
+    cpp = [str(REPO / "build" / "fundus-infer")]
+    configs = []
+    if args.base_python:
+        configs.append({"name": "Python before (tiles, OpenCV PNG)", "runtime": "py", "cmd": py, "base": True})
+    configs += [
+        {"name": "Python + parallel PNG (tiles)", "runtime": "py", "cmd": [*py, "--model", str(tiles)]},
+        {"name": "Python + whole-image (default)", "runtime": "py", "cmd": py},
+        {"name": "Python default, --threads 1", "runtime": "py", "cmd": [*py, "--threads", "1"]},
+        {"name": "Python INT8 (tiles: fixed-shape file)", "runtime": "py", "cmd": [*py, "--precision", "int8"]},
+        {"name": "Python OpenCV DNN whole-image", "runtime": "py", "cmd": [*py, "--backend", "opencv"]},
+    ]
+    if args.base_cpp:
+        configs.append({"name": "C++ before (tiles, OpenCV PNG)", "runtime": "cpp", "cmd": [str(args.base_cpp)]})
+    configs += [
+        {"name": "C++ + parallel PNG (tiles)", "runtime": "cpp", "cmd": [*cpp, "--model", str(tiles)]},
+        {"name": "C++ + whole-image (default)", "runtime": "cpp", "cmd": cpp},
+        {"name": "C++ default, --threads 1", "runtime": "cpp", "cmd": [*cpp, "--threads", "1"]},
+    ]
+    return configs
+
+
+def run_once(config: dict, images: list[str], base_python: str | None) -> tuple[list[float], float]:
+    env = dict(os.environ)
+    if config.get("base"):
+        env["PYTHONPATH"] = base_python or ""
+    with tempfile.TemporaryDirectory() as out:
+        done = subprocess.run([*config["cmd"], *images, "-o", out, "--quiet"], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{config['name']}: {done.stderr.strip()[-500:]}")
+        entries = json.loads((Path(out) / "summary.json").read_text())["images"]
+    return [e["seconds"] for e in entries[:-1]], entries[-1]["seconds"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", nargs="+", required=True, help="a folder of DRIVE-size photographs, then BIG")
+    parser.add_argument("--base-python", help="PYTHONPATH of the code before (its fundus_vessels namespace)")
+    parser.add_argument("--base-cpp", type=Path, help="fundus-infer binary built from the code before")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("levers.json"))
+    args = parser.parse_args(argv)
+    images = []
+    for item in map(Path, args.images):
+        images += sorted(str(p) for p in item.iterdir() if p.is_file()) if item.is_dir() else [str(item)]
+    with tempfile.TemporaryDirectory() as folder:
+        configs = configurations(args, tiles_bundle(Path(folder)))
+        for c in configs:
+            c["drive"], c["big"] = [], []
+        for round_index in range(args.rounds):
+            for c in configs:
+                print(f"round {round_index + 1}/{args.rounds}: {c['name']}", file=sys.stderr, flush=True)
+                drive, big = run_once(c, images, args.base_python)
+                c["drive"] += drive
+                c["big"].append(big)
+    rows = ["| configuration | s / DRIVE photograph (median) | s / 3504x2336 | vs first row (DRIVE / big) |"]
+    rows.append("| --- | ---: | ---: | ---: |")
+    first: dict[str, dict] = {}
+    for c in configs:
+        c["drive_median"], c["big_median"] = statistics.median(c["drive"]), statistics.median(c["big"])
+        ref = first.setdefault(c["runtime"], c)
+        ratio = f"{ref['drive_median'] / c['drive_median']:.2f}x / {ref['big_median'] / c['big_median']:.2f}x"
+        rows.append(f"| {c['name']} | {c['drive_median']:.3f} | {c['big_median']:.3f} | {ratio} |")
+    report = {"rounds": args.rounds, "load_average": os.getloadavg(), "images": images, "configurations": configs}
+    args.out.write_text(json.dumps(report, indent=2))
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
