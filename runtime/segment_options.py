@@ -62,7 +62,8 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="auto: a TensorRT engine built for this GPU if there is one, else ONNX Runtime",
+        help="auto: a TensorRT engine built for this GPU if there is one, else ONNX Runtime on a GPU, "
+        "else OpenCV DNN on the CPU (FP32; ONNX Runtime for other precisions)",
     )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="which model file of the bundle runs (fp16 is for GPUs)"

@@ -45,11 +45,15 @@ def configurations(args: argparse.Namespace, tiles: Path) -> list[dict]:
     if args.base_python:
         configs.append({"name": "Python before (tiles, OpenCV PNG)", "runtime": "py", "cmd": py, "base": True})
     configs += [
-        {"name": "Python + parallel PNG (tiles)", "runtime": "py", "cmd": [*py, "--model", str(tiles)]},
-        {"name": "Python + whole-image (default)", "runtime": "py", "cmd": py},
+        {
+            "name": "Python + parallel PNG (ORT, tiles)",
+            "runtime": "py",
+            "cmd": [*py, "--backend", "ort", "--model", str(tiles)],
+        },
+        {"name": "Python + whole-image (ORT)", "runtime": "py", "cmd": [*py, "--backend", "ort"]},
+        {"name": "Python default (auto: OpenCV DNN, whole-image)", "runtime": "py", "cmd": py},
         {"name": "Python default, --threads 1", "runtime": "py", "cmd": [*py, "--threads", "1"]},
-        {"name": "Python INT8 (tiles: fixed-shape file)", "runtime": "py", "cmd": [*py, "--precision", "int8"]},
-        {"name": "Python OpenCV DNN whole-image", "runtime": "py", "cmd": [*py, "--backend", "opencv"]},
+        {"name": "Python INT8 (ORT, tiles: fixed-shape file)", "runtime": "py", "cmd": [*py, "--precision", "int8"]},
     ]
     if args.base_cpp:
         configs.append({"name": "C++ before (tiles, OpenCV PNG)", "runtime": "cpp", "cmd": [str(args.base_cpp)]})

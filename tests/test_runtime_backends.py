@@ -35,10 +35,17 @@ def test_backend_matches_pytorch(name: str, tiny_bundle: Path, tiles: np.ndarray
     assert ((out >= 0) & (out <= 1)).all()
 
 
-def test_auto_is_ort_without_tensorrt(tiny_bundle: Path) -> None:
+def test_auto_without_tensorrt_or_a_gpu_is_opencv_for_fp32(tiny_bundle: Path, tmp_path: Path) -> None:
     if tensorrt_status() is None:
         pytest.skip("TensorRT is available here")
-    assert resolve_backend("auto", load_bundle(tiny_bundle), "fp32") == "ort"
+    bundle = load_bundle(tiny_bundle)
+    assert resolve_backend("auto", bundle, "fp32") == "opencv"  # the faster CPU engine, same masks
+    assert resolve_backend("auto", bundle, "fp16") == "ort"  # OpenCV DNN runs the FP32 static file only
+    meta = json.loads((tiny_bundle / "model.json").read_text())
+    del meta["files"]["fp32_static"]
+    no_static = Path(shutil.copytree(tiny_bundle, tmp_path / "no-static"))
+    (no_static / "model.json").write_text(json.dumps(meta))
+    assert resolve_backend("auto", load_bundle(no_static), "fp32") == "ort"
 
 
 def test_tensorrt_absent_is_a_clear_error(tiny_bundle: Path) -> None:

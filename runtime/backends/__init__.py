@@ -2,7 +2,9 @@
 
 Each backend module is imported only when chosen, so ``runtime`` runs without torch, TensorRT or
 CUDA installed. ``auto`` picks TensorRT when it runs here and the bundle holds an engine for this
-GPU, else ONNX Runtime; a TensorRT backend that fails to start falls back to ONNX Runtime.
+GPU; else ONNX Runtime when it has a GPU provider; else, for FP32 on a CPU, OpenCV DNN when the bundle
+holds its static-shape file (1.2-1.4x faster than ONNX Runtime here: docs/benchmark.md, same masks);
+else ONNX Runtime. A TensorRT backend that fails to start falls back to ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -23,14 +25,19 @@ __all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendError", "create_backend"
 
 
 def resolve_backend(name: str, bundle: Bundle, precision: str) -> str:
-    """The concrete backend for ``name`` (``auto`` → ``trt`` or ``ort``)."""
+    """The concrete backend for ``name`` (``auto`` → ``trt``, ``ort`` or ``opencv``; see the module docstring)."""
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     if name != "auto":
         return name
+    from fundus_vessels.runtime.backends.ort import gpu_provider
     from fundus_vessels.runtime.backends.trt import engine_ready
 
-    return "trt" if engine_ready(bundle, precision) else "ort"
+    if engine_ready(bundle, precision):
+        return "trt"
+    if precision == "fp32" and bundle.has("fp32_static") and gpu_provider() is None:
+        return "opencv"
+    return "ort"
 
 
 def create_backend(

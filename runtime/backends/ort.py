@@ -30,6 +30,12 @@ def default_providers() -> list[str]:
     return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
 
 
+def gpu_provider() -> str | None:
+    """The first GPU execution provider the installed onnxruntime offers (TensorRT, CUDA), else None."""
+    available = set(ort.get_available_providers())
+    return next((p for p in PROVIDER_ORDER[:-1] if p in available), None)
+
+
 def open_session(
     path: str | os.PathLike,
     providers: Sequence[ProviderSpec] = CPU_ONLY,
