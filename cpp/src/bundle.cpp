@@ -1,6 +1,5 @@
 #include "fundus/bundle.h"
 
-#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 
 #include <opencv2/core.hpp>
 
+#include "fundus/paths.h"
 #include "fundus/sha256.h"
 
 #include <sys/stat.h>
@@ -345,13 +345,10 @@ std::string resolveBundle(const std::string& model) {
 std::vector<std::string> shippedBundleNames() {
     std::vector<std::string> names;
     for (const std::string& dir : shippedBundleDirs()) {
-        DIR* listing = ::opendir(dir.c_str());
-        if (!listing) continue;
-        while (const dirent* entry = ::readdir(listing)) {
-            const std::string name = entry->d_name;
-            if (name[0] != '.' && isFile(joinPath(joinPath(dir, name), kModelJson))) names.push_back(name);
+        for (const std::string& folder : folderEntries(dir)) {
+            const std::string name = fileName(folder);
+            if (name[0] != '.' && isFile(joinPath(folder, kModelJson))) names.push_back(name);
         }
-        ::closedir(listing);
     }
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());
