@@ -16,7 +16,14 @@ import torch
 from fundus_vessels.runtime.imageio import write_image
 from fundus_vessels.train.checkpoint import load_checkpoint
 from fundus_vessels.train.config import ConfigError, resolve_config
-from fundus_vessels.train.datasets import DatasetError, load_datasets, load_drive, split_validation
+from fundus_vessels.train.datasets import (
+    DatasetError,
+    PatchSampler,
+    PreparedImage,
+    load_datasets,
+    load_drive,
+    split_validation,
+)
 from fundus_vessels.train.models import build_model
 from fundus_vessels.train.run import main as train_main
 
@@ -79,6 +86,20 @@ def test_config_rejects_unknown_key_and_bad_value(tmp_path: Path) -> None:
         resolve_config("improved", None, {"lr": "fast"})
     with pytest.raises(ConfigError, match="patch_size"):
         resolve_config("improved", None, {"patch_size": 50})
+
+
+def test_dataset_weights_scale_each_datasets_share_of_patches() -> None:
+    config = resolve_config("improved", None, {"dataset_weights": "drive=3,stare=0.5"})
+    assert config.weight_of() == {"drive": 3.0, "stare": 0.5}
+    for bad in ("drive", "drive=x", "drive=0", "drive=-1", "drive=nan"):
+        with pytest.raises(ConfigError, match="dataset_weights must be NAME=W"):
+            resolve_config("improved", None, {"dataset_weights": bad})
+    fov = np.ones((64, 64), bool)
+    plane, label = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.uint8)
+    images = [PreparedImage(f"{d}{i}", plane, label, fov, d) for d in ("drive", "chase", "stare") for i in range(2)]
+    weights = PatchSampler(images, 32, 0, False, config.weight_of()).weights
+    assert np.allclose(weights, np.array([3, 3, 1, 1, 0.5, 0.5]) / 9.0)
+    assert np.allclose(PatchSampler(images, 32, 0, False).weights, 1 / 6)
 
 
 def test_presets_follow_the_paper() -> None:

@@ -104,14 +104,26 @@ class TrainConfig:
 
     def weight_of(self) -> dict[str, float]:
         """``dataset_weights`` as ``{dataset: weight}`` (datasets not named weigh 1)."""
-        return {name: float(w) for name, w in (entry.split("=", 1) for entry in self.dataset_weights)}
+        return parse_weights(self.dataset_weights)
+
+
+def parse_weights(entries: list[str]) -> dict[str, float]:
+    """``["drive=2", ...]`` as ``{"drive": 2.0, ...}``; ValueError for an entry that is not NAME=W with W > 0."""
+    weights = {}
+    for entry in entries:
+        name, _, weight = entry.partition("=")
+        weights[name] = float(weight)  # ValueError when "=" or the number is missing
+        if not weights[name] > 0:
+            raise ValueError(entry)
+    return weights
 
 
 def _weights_ok(entries: list[str]) -> bool:
     try:
-        return all(len(e.split("=", 1)) == 2 and float(e.split("=", 1)[1]) > 0 for e in entries)
+        parse_weights(entries)
     except ValueError:
         return False
+    return True
 
 
 # What each preset changes relative to the dataclass defaults (the paper's improved U-Net).
