@@ -17,25 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench_backends import tiles_bundle  # scripts/: the bundle with whole-image passes off
+
+from fundus_vessels.runtime.bundle import load_bundle
+
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "models" / "unet-multicamera"
-
-
-def tiles_bundle(folder: Path) -> Path:
-    """The shipped bundle with whole-image passes off (tiling.whole_image 0)."""
-    root = folder / "unet-multicamera-tiles"
-    shutil.copytree(BUNDLE, root, ignore=shutil.ignore_patterns("engines"))
-    meta = json.loads((root / "model.json").read_text())
-    meta["tiling"]["whole_image"] = 0
-    (root / "model.json").write_text(json.dumps(meta, indent=2))
-    return root
 
 
 def configurations(args: argparse.Namespace, tiles: Path) -> list[dict]:
@@ -89,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in map(Path, args.images):
         images += sorted(str(p) for p in item.iterdir() if p.is_file()) if item.is_dir() else [str(item)]
     with tempfile.TemporaryDirectory() as folder:
-        configs = configurations(args, tiles_bundle(Path(folder)))
+        configs = configurations(args, tiles_bundle(load_bundle(BUNDLE), Path(folder)))
         for c in configs:
             c["drive"], c["big"] = [], []
         for round_index in range(args.rounds):
