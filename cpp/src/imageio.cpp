@@ -21,6 +21,7 @@
 #include "fundus/diagnostics.h"
 #include "fundus/gif.h"
 #include "fundus/jpeg.h"
+#include "fundus/paths.h"
 #include "fundus/png_writer.h"
 
 #include <sys/stat.h>
@@ -322,8 +323,7 @@ Status checkPixels(const std::string& path, std::uint64_t width, std::uint64_t h
 }
 
 std::string pathStem(const std::string& path) {
-    const auto slash = path.find_last_of('/');
-    std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    const std::string name = fileName(path);
     const auto dot = name.find_last_of('.');
     return (dot == std::string::npos || dot == 0) ? name : name.substr(0, dot);
 }
