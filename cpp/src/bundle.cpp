@@ -1,10 +1,9 @@
 #include "fundus/bundle.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iomanip>
@@ -13,10 +12,9 @@
 
 #include <opencv2/core.hpp>
 
+#include "fundus/bundle_rules.h"
 #include "fundus/paths.h"
 #include "fundus/sha256.h"
-
-#include <sys/stat.h>
 
 #ifndef FUNDUS_SOURCE_MODELS_DIR
 #define FUNDUS_SOURCE_MODELS_DIR "models"
@@ -34,12 +32,20 @@ Status bundleError(const std::string& message) {
     return Status::error(ErrorCode::kBundle, message);
 }
 
-// The rules of runtime/bundle_schema.py, in its order and with its wording:
-// "<file>: <dotted.key> must be <rule> (got <value>)" or "<file>: <dotted.key> missing (must be <rule>)".
-constexpr int kTileMultiple = 32;
-constexpr int kMaxReferenceDiameter = 4096;  // px (runtime/bundle_schema.py MAX_REFERENCE_DIAMETER)
-constexpr int kMaxTile = 2048;               // runtime/bundle_schema.py MAX_TILE: a valid bundle cannot exhaust memory
-constexpr int kMaxClaheGrid = 64;            // runtime/bundle_schema.py MAX_CLAHE_GRID
+// runtime/bundle_rules.json, embedded at build time: the contract runtime/bundle_schema.py checks, walked
+// here in the same order with the same messages: "<file>: <dotted.key> must be <rule> (got <value>)" or
+// "<file>: <dotted.key> missing (must be <rule>)".
+const cv::FileNode& rules() {
+    static const cv::FileStorage storage(
+        kBundleRulesJson, cv::FileStorage::READ | cv::FileStorage::MEMORY | cv::FileStorage::FORMAT_JSON);
+    static const cv::FileNode root = storage.root();
+    return root;
+}
+
+// A rule's bound: a number, or the name of an entry of the rules' "limits".
+double limitOf(const cv::FileNode& bound) {
+    return bound.isString() ? double(rules()["limits"][std::string(bound)]) : double(bound);
+}
 
 // A value as runtime/bundle_schema.py's shown() writes it: strings quoted, floats as Python's repr.
 std::string shown(const cv::FileNode& node) {
@@ -62,70 +68,25 @@ std::string shown(const cv::FileNode& node) {
     return text;
 }
 
-class Checker {
-public:
-    explicit Checker(std::string source) : source_(std::move(source)) {}
-
-    Status fail(const std::string& key, const std::string& rule, const cv::FileNode& node) const {
-        if (node.empty()) return bundleError(source_ + ": " + key + " missing (must be " + rule + ")");
-        return bundleError(source_ + ": " + key + " must be " + rule + " (got " + shown(node) + ")");
-    }
-
-    Status section(const cv::FileNode& node, const std::string& key) const {
-        return node.isMap() ? Status::ok() : fail(key, "an object", node);
-    }
-
-    Status integer(const cv::FileNode& node, const std::string& key, const std::string& rule,
-                   const std::function<bool(int)>& ok, int& out) const {
-        if (!node.isInt() || !ok(int(node))) return fail(key, rule, node);
-        out = int(node);
-        return Status::ok();
-    }
-
-    Status number(const cv::FileNode& node, const std::string& key, const std::string& rule,
-                  const std::function<bool(double)>& ok, double& out) const {
-        const double value = node.isInt() ? double(int(node)) : node.isReal() ? node.real() : NAN;
-        if (!std::isfinite(value) || !ok(value)) return fail(key, rule, node);
-        out = value;
-        return Status::ok();
-    }
-
-    Status string(const cv::FileNode& node, const std::string& key, const std::string& rule,
-                  const std::function<bool(const std::string&)>& ok, std::string& out) const {
-        if (!node.isString() || !ok(std::string(node))) return fail(key, rule, node);
-        out = std::string(node);
-        return Status::ok();
-    }
-
-    Status knownKeys(const cv::FileNode& section, const std::string& prefix,
-                     const std::vector<std::string>& known) const {
-        std::string list;
-        for (const std::string& name : known) list += (list.empty() ? "" : ", ") + name;
-        for (const cv::FileNode& child : section) {
-            if (std::find(known.begin(), known.end(), child.name()) == known.end()) {
-                return bundleError(source_ + ": " + prefix + "." + child.name() +
-                                   " is not a known key (known: " + list + ")");
-            }
+// The rule text with {limit} names and {bound} (a sibling relation's value) filled in.
+std::string ruleText(const cv::FileNode& rule, int bound) {
+    std::string text = std::string(rule["rule"]), out;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const size_t close = text[i] == '{' ? text.find('}', i) : std::string::npos;
+        if (close == std::string::npos) {
+            out += text[i];
+            continue;
         }
-        return Status::ok();
+        const std::string name = text.substr(i + 1, close - i - 1);
+        out += std::to_string(name == "bound" ? bound : int(rules()["limits"][name]));
+        i = close;
     }
-
-private:
-    std::string source_;
-};
-
-bool hasKey(const cv::FileNode& map, const std::string& key) {
-    for (const cv::FileNode& child : map) {
-        if (child.name() == key) return true;
-    }
-    return false;
+    return out;
 }
 
-bool nonEmpty(const std::string& text) {
-    return !text.empty();
-}
-bool anything(double) {
-    return true;
+bool numberOf(const cv::FileNode& node, double& out) {
+    out = node.isInt() ? double(int(node)) : node.isReal() ? node.real() : NAN;
+    return std::isfinite(out);
 }
 
 bool relativeInside(const std::string& path) {
@@ -145,157 +106,159 @@ bool isSha256(const std::string& text) {
                                             [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-Status readInput(const Checker& check, const cv::FileNode& input, Bundle& bundle) {
-    std::string text;
-    Status s;
-    if (!(s = check.section(input, "input"))) return s;
-    if (!(s = check.string(input["name"], "input.name", "a non-empty string", nonEmpty, text))) return s;
-    if (!(s = check.integer(
-              input["channels"], "input.channels", "1 (one input plane)", [](int c) { return c == 1; },
-              bundle.inChannels))) {
-        return s;
+// runtime/bundle_schema.py TYPES: the JSON type a rule's "type" names.
+bool hasType(const cv::FileNode& node, const std::string& type) {
+    double number = 0;
+    if (type == "object") return node.isMap();
+    if (type == "string") return node.isString() && !node.string().empty();
+    if (type == "integer") return node.isInt();
+    if (type == "number") return numberOf(node, number);
+    if (type == "number_pair") {
+        double second = 0;
+        return node.isSeq() && node.size() == 2 && numberOf(node[0], number) && numberOf(node[1], second);
     }
-    auto equals = [](const char* want) { return [want](const std::string& v) { return v == want; }; };
-    if (!(s = check.string(input["layout"], "input.layout", "'NCHW'", equals("NCHW"), text))) return s;
-    return check.string(input["dtype"], "input.dtype", "'float32'", equals("float32"), text);
+    if (type != "string_list" || !node.isSeq()) return false;
+    for (const cv::FileNode& item : node) {
+        if (!item.isString() || item.string().empty()) return false;
+    }
+    return true;
 }
 
-Status readPreprocess(const Checker& check, const cv::FileNode& pre, PreprocessConfig& p) {
-    Status s;
-    if (!(s = check.section(pre, "preprocess"))) return s;
-    if (!(s = check.knownKeys(pre, "preprocess", {"channel", "clahe_clip", "clahe_grid", "mean", "std"}))) return s;
-    auto channel = [](const std::string& v) { return v == "gray" || v == "green"; };
-    if (!(s = check.string(pre["channel"], "preprocess.channel", "'gray' or 'green'", channel, p.channel))) return s;
-    auto positive = [](double v) { return v > 0; };
-    if (!(s = check.number(pre["clahe_clip"], "preprocess.clahe_clip", "a finite number > 0", positive, p.claheClip))) {
-        return s;
+// runtime/bundle_schema.py _in_bounds: min/max inclusive, above/below exclusive, multiple_of, a sibling relation.
+bool inBounds(const cv::FileNode& rule, double value, int bound) {
+    const cv::FileNode min = rule["min"], max = rule["max"], above = rule["above"], below = rule["below"],
+                       multiple = rule["multiple_of"];
+    if ((!min.empty() && value < limitOf(min)) || (!max.empty() && value > limitOf(max)) ||
+        (!above.empty() && value <= limitOf(above)) || (!below.empty() && value >= limitOf(below)) ||
+        (!multiple.empty() && std::fmod(value, limitOf(multiple)) != 0)) {
+        return false;
     }
-    if (!(s = check.integer(
-              pre["clahe_grid"], "preprocess.clahe_grid", "an integer in [1, " + std::to_string(kMaxClaheGrid) + "]",
-              [](int v) { return 1 <= v && v <= kMaxClaheGrid; }, p.claheGrid))) {
-        return s;
-    }
-    if (!(s = check.number(pre["mean"], "preprocess.mean", "a finite number", anything, p.mean))) return s;
-    return check.number(pre["std"], "preprocess.std", "a finite number > 0", positive, p.std);
+    if (!rule["below_field"].empty()) return value < bound;
+    return rule["index_into"].empty() || value <= bound;
 }
 
-Status readTiling(const Checker& check, const cv::FileNode& tiling, Bundle& bundle) {
-    Status s;
-    if (!(s = check.section(tiling, "tiling"))) return s;
-    if (!(s = check.knownKeys(tiling, "tiling", {"tile", "overlap", "whole_image"}))) return s;
-    const std::string multiple = std::to_string(kTileMultiple);
-    auto tileOk = [](int t) { return t >= kTileMultiple && t <= kMaxTile && t % kTileMultiple == 0; };
-    if (!(s = check.integer(
-              tiling["tile"], "tiling.tile",
-              "an integer >= " + multiple + ", <= " + std::to_string(kMaxTile) + " and a multiple of " + multiple,
-              tileOk, bundle.tile))) {
-        return s;
+bool meets(const cv::FileNode& rule, const cv::FileNode& node, int bound) {
+    const std::string type = rule["type"];
+    double value = 0;
+    if (type == "string") {
+        const std::string text = node, pattern = rule["pattern"].empty() ? "" : std::string(rule["pattern"]);
+        bool listed = rule["one_of"].empty();
+        for (const cv::FileNode& allowed : rule["one_of"]) listed = listed || std::string(allowed) == text;
+        return listed && (pattern != "sha256" || isSha256(text)) &&
+               (pattern != "relative_path" || relativeInside(text));
     }
-    const int tile = bundle.tile;
-    if (!(s = check.integer(
-              tiling["overlap"], "tiling.overlap",
-              "an integer with 0 <= overlap < tiling.tile (" + std::to_string(tile) + ")",
-              [tile](int o) { return 0 <= o && o < tile; }, bundle.overlap))) {
-        return s;
+    if (type == "integer" || type == "number") return numberOf(node, value) && inBounds(rule, value, bound);
+    if (type == "string_list") return int(node.size()) >= int(rule["min_items"]);
+    if (type == "number_pair") {
+        double low = 0, high = 0;
+        numberOf(node[0], low);
+        numberOf(node[1], high);
+        const cv::FileNode lows = rule["low"], highs = rule["high"];
+        return double(lows[0]) <= low && low <= double(lows[1]) && double(highs[0]) <= high && high <= double(highs[1]);
     }
-    bundle.wholeImage = 0;
-    if (tiling["whole_image"].empty()) return Status::ok();
-    return check.integer(
-        tiling["whole_image"], "tiling.whole_image",
-        "an integer with 0 <= whole_image <= " + std::to_string(kMaxTile) + " (0: always tiles)",
-        [](int w) { return 0 <= w && w <= kMaxTile; }, bundle.wholeImage);
+    return true;
 }
 
-// runtime/bundle_schema.py _scale(): the optional section, checked after tiling and before output
-// ("scale": null cannot reach here: cv::FileStorage refuses null, the file is "not valid JSON")
-Status readScale(const Checker& check, const cv::FileNode& scale, ScaleConfig& config) {
-    Status s;
-    if (!(s = check.section(scale, "scale"))) return s;
-    if (!(s = check.knownKeys(scale, "scale", {"reference_diameter", "tolerance", "factor_range"}))) return s;
-    const std::string rule =
-        "a finite number in [0, " + std::to_string(kMaxReferenceDiameter) + "] (pixels; 0: no scale normalisation)";
-    if (!(s = check.number(
-              scale["reference_diameter"], "scale.reference_diameter", rule,
-              [](double v) { return 0 <= v && v <= kMaxReferenceDiameter; }, config.referenceDiameter))) {
-        return s;
+bool hasKey(const cv::FileNode& map, const std::string& key) {
+    for (const cv::FileNode& child : map) {
+        if (child.name() == key) return true;
     }
-    if (!(s = check.number(
-              scale["tolerance"], "scale.tolerance", "a finite number in [0, 0.5)",
-              [](double v) { return 0 <= v && v < 0.5; }, config.tolerance))) {
-        return s;
-    }
-    const cv::FileNode limits = scale["factor_range"];
-    auto number = [](const cv::FileNode& node, double& out) {
-        out = node.isInt() ? double(int(node)) : node.isReal() ? node.real() : NAN;
-        return std::isfinite(out);
-    };
-    double low = NAN, high = NAN;
-    const bool ok = limits.isSeq() && limits.size() == 2 && number(limits[0], low) && number(limits[1], high) &&
-                    0.01 <= low && low <= 1 && 1 <= high && high <= 4;
-    if (!ok) return check.fail("scale.factor_range", "[low, high] with 0.01 <= low <= 1 <= high <= 4", limits);
-    config.factorLow = low;
-    config.factorHigh = high;
-    return Status::ok();
+    return false;
 }
 
-Status readOutput(const Checker& check, const cv::FileNode& output, Bundle& bundle) {
-    std::string text;
-    Status s;
-    if (!(s = check.section(output, "output"))) return s;
-    if (!(s = check.string(output["name"], "output.name", "a non-empty string", nonEmpty, text))) return s;
-    const cv::FileNode classes = output["classes"];
-    bool namesOk = classes.isSeq() && classes.size() >= 2;
-    for (size_t i = 0; namesOk && i < classes.size(); ++i)
-        namesOk = classes[int(i)].isString() && !classes[int(i)].string().empty();
-    if (!namesOk) return check.fail("output.classes", "a list of at least 2 class names", classes);
-    const int count = int(classes.size());
-    if (!(s = check.integer(
-              output["vessel_index"], "output.vessel_index",
-              "an integer index into output.classes (0 to " + std::to_string(count - 1) + ")",
-              [count](int i) { return 0 <= i && i < count; }, bundle.vesselIndex))) {
-        return s;
-    }
-    return check.string(
-        output["activation"], "output.activation", "'softmax'", [](const std::string& v) { return v == "softmax"; },
-        text);
+// The bound a relation to a sibling (checked before it) sets, as the rule shows it; 0 without one.
+int relationBound(const cv::FileNode& rule, const cv::FileNode& section) {
+    if (!rule["below_field"].empty()) return int(section[std::string(rule["below_field"])]);
+    if (!rule["index_into"].empty()) return int(section[std::string(rule["index_into"])].size()) - 1;
+    return 0;
 }
 
-Status readFiles(const Checker& check, const cv::FileNode& files, Bundle& bundle) {
-    Status s;
-    if (!(s = check.section(files, "files"))) return s;
-    for (const cv::FileNode& entry : files) {
-        const std::string key = "files." + entry.name();
-        if (!entry.isMap()) return check.fail(key, "an object with path, sha256 and bytes", entry);
-        ModelFile file;
-        int bytes = 0;
-        if (!(s = check.string(entry["path"], key + ".path", "a relative path inside the bundle", relativeInside,
-                               file.path)) ||
-            !(s = check.string(entry["sha256"], key + ".sha256", "64 lower-case hex digits", isSha256, file.sha256)) ||
-            !(s = check.integer(
-                  entry["bytes"], key + ".bytes", "an integer >= 0", [](int n) { return n >= 0; }, bytes))) {
-            return s;
+class Checker {
+public:
+    explicit Checker(std::string source) : source_(std::move(source)) {}
+
+    Status fail(const std::string& key, const std::string& rule, const cv::FileNode& node) const {
+        if (node.empty()) return bundleError(source_ + ": " + key + " missing (must be " + rule + ")");
+        return bundleError(source_ + ": " + key + " must be " + rule + " (got " + shown(node) + ")");
+    }
+
+    // Checks `section`'s keys by `fieldRules` in order (`prefix` is the dotted path of `section`).
+    Status fields(const cv::FileNode& section, const cv::FileNode& fieldRules, const std::string& prefix) const {
+        for (const cv::FileNode& rule : fieldRules) {
+            const std::string name = rule["name"];
+            if (!rule["optional"].empty() && int(rule["optional"]) != 0 && !hasKey(section, name)) continue;
+            FUNDUS_RETURN_IF_ERROR(value(section, name, rule, prefix + name));
         }
-        bundle.files[entry.name()] = file;
+        return Status::ok();
     }
-    return Status::ok();
+
+    Status value(const cv::FileNode& section, const std::string& name, const cv::FileNode& rule,
+                 const std::string& key) const {
+        const cv::FileNode node = section[name];
+        const int bound = relationBound(rule, section);
+        const std::string type = rule["type"];
+        if (node.empty() || !hasType(node, type) || !meets(rule, node, bound)) {
+            return fail(key, ruleText(rule, bound), node);
+        }
+        if (type != "object") return Status::ok();
+        if (!rule["closed"].empty() && int(rule["closed"]) != 0)
+            FUNDUS_RETURN_IF_ERROR(knownKeys(node, key, rule["fields"]));
+        FUNDUS_RETURN_IF_ERROR(fields(node, rule["fields"], key + "."));
+        if (rule["each"].empty()) return Status::ok();
+        for (const cv::FileNode& child : node)
+            FUNDUS_RETURN_IF_ERROR(value(node, child.name(), rule["each"], key + "." + child.name()));
+        return Status::ok();
+    }
+
+private:
+    Status knownKeys(const cv::FileNode& section, const std::string& prefix, const cv::FileNode& fieldRules) const {
+        std::vector<std::string> known;
+        std::string list;
+        for (const cv::FileNode& rule : fieldRules) {
+            known.push_back(rule["name"]);
+            list += (list.empty() ? "" : ", ") + known.back();
+        }
+        for (const cv::FileNode& child : section) {
+            if (std::find(known.begin(), known.end(), child.name()) == known.end()) {
+                return bundleError(source_ + ": " + prefix + "." + child.name() +
+                                   " is not a known key (known: " + list + ")");
+            }
+        }
+        return Status::ok();
+    }
+
+    std::string source_;
+};
+
+double realOf(const cv::FileNode& node) {
+    double value = 0;
+    numberOf(node, value);
+    return value;
+}
+
+// The contract values of a model.json that Checker::fields passed.
+void readContract(const cv::FileNode& top, Bundle& bundle) {
+    bundle.inChannels = int(top["input"]["channels"]);
+    const cv::FileNode pre = top["preprocess"], tiling = top["tiling"], scale = top["scale"];
+    bundle.preprocess = {std::string(pre["channel"]), realOf(pre["clahe_clip"]), int(pre["clahe_grid"]),
+                         realOf(pre["mean"]), realOf(pre["std"])};
+    bundle.tile = int(tiling["tile"]);
+    bundle.overlap = int(tiling["overlap"]);
+    bundle.wholeImage = tiling["whole_image"].empty() ? 0 : int(tiling["whole_image"]);
+    if (hasKey(top, "scale")) {
+        bundle.scale.referenceDiameter = realOf(scale["reference_diameter"]);
+        bundle.scale.tolerance = realOf(scale["tolerance"]);
+        bundle.scale.factorLow = realOf(scale["factor_range"][0]);
+        bundle.scale.factorHigh = realOf(scale["factor_range"][1]);
+    }
+    bundle.vesselIndex = int(top["output"]["vessel_index"]);
+    bundle.threshold = realOf(top["threshold"]);
+    for (const cv::FileNode& entry : top["files"]) {
+        bundle.files[entry.name()] = {std::string(entry["path"]), std::string(entry["sha256"])};
+    }
 }
 
 }  // namespace
-
-std::string joinPath(const std::string& folder, const std::string& name) {
-    if (folder.empty() || (!name.empty() && name[0] == '/')) return name;
-    return folder.back() == '/' ? folder + name : folder + "/" + name;
-}
-
-bool isFile(const std::string& path) {
-    struct stat info {};
-    return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
-}
-
-bool isDirectory(const std::string& path) {
-    struct stat info {};
-    return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
-}
 
 Result<std::string> Bundle::modelPath(const std::string& precision, bool verify) const {
     auto it = files.find(precision);
@@ -320,15 +283,10 @@ Result<std::string> Bundle::modelPath(const std::string& precision, bool verify)
 
 std::vector<std::string> shippedBundleDirs() {
     std::vector<std::string> dirs;
-    std::vector<char> exe(4096, '\0');
-    const ssize_t n = ::readlink("/proc/self/exe", exe.data(), exe.size() - 1);
-    if (n > 0) {
-        std::string bin(exe.data(), size_t(n));
-        bin = bin.substr(0, bin.find_last_of('/'));  // PREFIX/bin
-        const auto slash = bin.find_last_of('/');
-        const std::string prefix = slash == std::string::npos || slash == 0 ? "" : bin.substr(0, slash);
-        dirs.push_back(joinPath(prefix.empty() ? "/" : prefix, FUNDUS_INSTALLED_MODELS_DIR));
-    }
+    std::error_code error;
+    const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+    if (!error)
+        dirs.push_back((exe.parent_path().parent_path() / FUNDUS_INSTALLED_MODELS_DIR).string());  // PREFIX/bin/..
     dirs.push_back(FUNDUS_SOURCE_MODELS_DIR);
     return dirs;
 }
@@ -413,6 +371,7 @@ Result<Bundle> loadBundle(const std::string& root) {
     const cv::FileNode top = fs.root();
     const Checker check(metaPath);
     if (!top.isMap()) return check.fail("content", "a JSON object", top);
+    FUNDUS_RETURN_IF_ERROR(check.fields(top, rules()["fields"], ""));
     Bundle bundle;
     bundle.root = root;
     if (top["name"].isString()) {
@@ -423,21 +382,7 @@ Result<Bundle> loadBundle(const std::string& root) {
         const auto slash = folder.find_last_of('/');
         bundle.name = slash == std::string::npos ? folder : folder.substr(slash + 1);
     }
-    std::string format;
-    Status s = check.string(
-        top["format"], "format", "'fundus-bundle/1'", [](const std::string& v) { return v == "fundus-bundle/1"; },
-        format);
-    if (!s || !(s = readInput(check, top["input"], bundle)) ||
-        !(s = readPreprocess(check, top["preprocess"], bundle.preprocess)) ||
-        !(s = readTiling(check, top["tiling"], bundle)) ||
-        (hasKey(top, "scale") && !(s = readScale(check, top["scale"], bundle.scale))) ||
-        !(s = readOutput(check, top["output"], bundle)) ||
-        !(s = check.number(
-              top["threshold"], "threshold", "a finite number in (0, 1)", [](double t) { return 0 < t && t < 1; },
-              bundle.threshold)) ||
-        !(s = readFiles(check, top["files"], bundle))) {
-        return s;
-    }
+    readContract(top, bundle);
     return bundle;
 }
 

@@ -64,3 +64,10 @@ private:
     auto FUNDUS_TRY_NAME_(__LINE__) = (expression);                              \
     if (!FUNDUS_TRY_NAME_(__LINE__)) return FUNDUS_TRY_NAME_(__LINE__).status(); \
     declaration = std::move(*FUNDUS_TRY_NAME_(__LINE__))
+
+// FUNDUS_RETURN_IF_ERROR(f()): returns f()'s Status from the enclosing function when it failed.
+#define FUNDUS_RETURN_IF_ERROR(expression)              \
+    do {                                                \
+        ::fundus::Status fundus_status_ = (expression); \
+        if (!fundus_status_) return fundus_status_;     \
+    } while (0)
