@@ -322,12 +322,6 @@ Status checkPixels(const std::string& path, std::uint64_t width, std::uint64_t h
     return Status::error(ErrorCode::kImageRead, path + ": " + text);
 }
 
-std::string pathStem(const std::string& path) {
-    const std::string name = fileName(path);
-    const auto dot = name.find_last_of('.');
-    return (dot == std::string::npos || dot == 0) ? name : name.substr(0, dot);
-}
-
 Result<cv::Mat> readImage(const std::string& path) {
     struct stat info {};
     if (::stat(path.c_str(), &info) != 0) return readError(path, "no such file");

@@ -77,7 +77,7 @@ struct Job {
 };
 
 Job makeJob(const std::string& path) {
-    return {path, fundus::printable(path), fundus::pathStem(path)};
+    return {path, fundus::printable(path), fundus::fileStem(path)};
 }
 
 struct Failure {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "fundus/paths.h"
 #include "fundus/scale.h"
 #include "fundus/status.h"
 
@@ -58,9 +59,5 @@ std::vector<std::string> shippedBundleDirs();
 std::string resolveBundle(const std::string& model);
 // Names of the shipped bundles found (folders holding a model.json), sorted, without duplicates.
 std::vector<std::string> shippedBundleNames();
-
-std::string joinPath(const std::string& folder, const std::string& name);
-bool isFile(const std::string& path);
-bool isDirectory(const std::string& path);
 
 }  // namespace fundus

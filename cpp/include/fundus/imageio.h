@@ -36,7 +36,4 @@ Status writeFileAtomic(const std::string& path, const std::string& bytes);
 Status writeImageAtomic(const std::string& path, const cv::Mat& image);
 Status makeDirectories(const std::string& path);
 
-// Last path component without its final extension ("a/b/01_test.tif" -> "01_test").
-std::string pathStem(const std::string& path);
-
 }  // namespace fundus
