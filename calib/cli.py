@@ -1,6 +1,7 @@
-"""``fundus-calib`` (``python -m fundus_vessels.calib``): build ``model.int8.onnx`` from real tiles.
+"""``fundus-calib`` (``python -m fundus_vessels.calib``): INT8 files for a bundle, one mode per subcommand.
 
-``fundus-calib report`` measures it.
+``fundus-calib build`` builds ``model.int8.onnx`` and ``model.int8cpu.onnx`` from real tiles; ``fundus-calib report``
+measures them. ``fundus-calib --bundle ...`` with no subcommand, the form from before the subcommands, is ``build``.
 """
 
 from __future__ import annotations
@@ -13,71 +14,10 @@ from pathlib import Path
 from fundus_vessels.calib.check import CalibrationError
 from fundus_vessels.calib.targets import DEFAULT_METHODS, METHOD_NAMES, TARGET_PRECISION, TARGETS
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
-from fundus_vessels.runtime.cli_common import new_parser
+from fundus_vessels.runtime.cli_common import VersionAction, new_parser, subparser_options
 from fundus_vessels.runtime.datasets import DATASETS
 from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import run_with_extra
-
-PROG = "fundus-calib"
-EXAMPLES = [
-    "fundus-calib --bundle models/NAME --data drive,chase --data-root ../shared/data   # both INT8 files",
-    "fundus-calib report --bundle models/NAME --data-root ../shared/data               # INT8 vs FP32, DRIVE test",
-]
-EXIT_CODES = {
-    ExitStatus.OK: "written (report: every target met)",
-    ExitStatus.FAILED: "report: some target not met",
-    ExitStatus.USAGE: (
-        "usage, bundle or calibration error (a target failed its accuracy gate), or the 'calib' extra missing"
-    ),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = new_parser(
-        PROG,
-        "Calibrate and add model.int8.onnx (TensorRT) and model.int8cpu.onnx (ONNX Runtime CPU).",
-        EXAMPLES,
-        EXIT_CODES,
-    )
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder the INT8 files are added to")
-    parser.add_argument("--data", default="drive", help="comma list of " + ", ".join(DATASETS))
-    parser.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/ and CHASEDB1/")
-    parser.add_argument(
-        "--tiles", type=int, default=64, metavar="N", help="calibration tiles (held-out check: a quarter)"
-    )
-    parser.add_argument(
-        "--method",
-        choices=METHOD_NAMES,
-        default=None,
-        help="calibration method (default: " + ", ".join(f"{m} for {t}" for t, m in DEFAULT_METHODS.items()) + ")",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tile draw")
-    parser.add_argument(
-        "--target",
-        choices=[*TARGETS, "both"],
-        default="both",
-        help="tensorrt: model.int8.onnx (symmetric INT8); cpu: model.int8cpu.onnx (UINT8 activations, ORT CPU)",
-    )
-    return parser
-
-
-def report_parser() -> argparse.ArgumentParser:
-    parser = new_parser(
-        f"{PROG} report", "INT8 vs FP32 on DRIVE test: scores, mask agreement, speed.", EXAMPLES[1:], EXIT_CODES
-    )
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (writes BUNDLE/int8_report.json)")
-    parser.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/")
-    parser.add_argument("--images", type=int, default=20, metavar="N", help="DRIVE test images to use")
-    parser.add_argument(
-        "--threads", type=int, default=0, metavar="N", help="intra-op threads for both models (0: all cores)"
-    )
-    parser.add_argument(
-        "--precision",
-        choices=sorted(TARGET_PRECISION.values()),
-        default=None,
-        help="INT8 file to measure (default: int8_cpu when the bundle has it, else int8)",
-    )
-    return parser
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -119,19 +59,145 @@ def run_report(args: argparse.Namespace) -> int:
     return ExitStatus.OK if all(report["meets_targets"].values()) else ExitStatus.FAILED
 
 
+PROG = "fundus-calib"
+BUILD, REPORT = "build", "report"
+# what the top-level parser answers itself; anything else first (an option of build, or nothing at all) means build
+TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
+EXAMPLES = [
+    "fundus-calib build --bundle models/NAME --data drive,chase --data-root ../shared/data   # both INT8 files",
+    "fundus-calib report --bundle models/NAME --data-root ../shared/data   # INT8 vs FP32, DRIVE test",
+    "fundus-calib --bundle models/NAME --data drive,chase --data-root ../shared/data   # no subcommand: build",
+]
+EXIT_CODES = {
+    ExitStatus.OK: "written (report: every target met)",
+    ExitStatus.FAILED: "report: some target not met",
+    ExitStatus.USAGE: (
+        "usage, bundle or calibration error (a target failed its accuracy gate), or the 'calib' extra missing"
+    ),
+}
+BUILD_EXIT_CODES = {
+    ExitStatus.OK: "written",
+    ExitStatus.USAGE: EXIT_CODES[ExitStatus.USAGE],
+}
+REPORT_EXIT_CODES = {
+    ExitStatus.OK: "every target met",
+    ExitStatus.FAILED: "some target not met",
+    ExitStatus.USAGE: "usage or bundle error, or the 'calib' extra missing",
+}
+
+
+def add_command(sub, name: str, help: str, examples: list[str], exit_codes: dict[int, str]) -> argparse.ArgumentParser:
+    """One subcommand that follows the convention (``fundus-calib NAME --help`` has its examples).
+
+    Unlike ``fundus-export``'s stages, each has ``--version`` too: ``fundus-calib --bundle B --version`` and
+    ``fundus-calib report --version`` printed the versions before the subcommands, and still do.
+    """
+    parser = sub.add_parser(
+        name, help=help, **subparser_options(help, [f"{PROG} {name} {e}" for e in examples], exit_codes)
+    )
+    parser.add_argument("--version", action=VersionAction)
+    return parser
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """``fundus-calib``: the ``build`` and ``report`` subcommands (:func:`parse_args` adds the bare form)."""
+    parser = new_parser(
+        PROG,
+        "Add INT8 files to a bundle (build) or measure them against FP32 (report). "
+        "With no subcommand, fundus-calib --bundle ... runs build.",
+        EXAMPLES,
+        EXIT_CODES,
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="the subcommand to run (fundus-calib COMMAND --help: its options; none given: build)",
+    )
+
+    p = add_command(
+        sub,
+        BUILD,
+        "calibrate and add model.int8.onnx (TensorRT) and model.int8cpu.onnx (ONNX Runtime CPU); "
+        "the default: fundus-calib --bundle ... runs it",
+        ["--bundle models/NAME --data drive,chase --data-root ../shared/data   # both INT8 files"],
+        BUILD_EXIT_CODES,
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder the INT8 files are added to")
+    p.add_argument("--data", default="drive", help="comma list of " + ", ".join(DATASETS))
+    p.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/ and CHASEDB1/")
+    p.add_argument("--tiles", type=int, default=64, metavar="N", help="calibration tiles (held-out check: a quarter)")
+    p.add_argument(
+        "--method",
+        choices=METHOD_NAMES,
+        default=None,
+        help="calibration method (default: " + ", ".join(f"{m} for {t}" for t, m in DEFAULT_METHODS.items()) + ")",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the tile draw")
+    p.add_argument(
+        "--target",
+        choices=[*TARGETS, "both"],
+        default="both",
+        help="tensorrt: model.int8.onnx (symmetric INT8); cpu: model.int8cpu.onnx (UINT8 activations, ORT CPU)",
+    )
+    p.set_defaults(func=run_build)
+
+    p = add_command(
+        sub,
+        REPORT,
+        "INT8 vs FP32 on DRIVE test: scores, mask agreement, speed",
+        ["--bundle models/NAME --data-root ../shared/data   # INT8 vs FP32, DRIVE test"],
+        REPORT_EXIT_CODES,
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder (writes BUNDLE/int8_report.json)")
+    p.add_argument("--data-root", required=True, type=Path, help="folder with DRIVE/")
+    p.add_argument("--images", type=int, default=20, metavar="N", help="DRIVE test images to use")
+    p.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="intra-op threads for both models (0: all cores)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=sorted(TARGET_PRECISION.values()),
+        default=None,
+        help="INT8 file to measure (default: int8_cpu when the bundle has it, else int8)",
+    )
+    p.set_defaults(func=run_report)
+    return parser
+
+
+def with_command(argv: list[str]) -> list[str]:
+    """``argv`` with ``build`` put first when it names no subcommand (nor ``--help``/``--version``).
+
+    ``fundus-calib --bundle ...`` is ``fundus-calib build --bundle ...``: the documented form from before the
+    subcommands keeps working, with the same options, defaults and errors.
+    """
+    if argv and argv[0] in (BUILD, REPORT, *TOP_LEVEL_OPTIONS):
+        return list(argv)
+    return [BUILD, *argv]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed by :func:`get_args_parser`, the bare form read as ``build``; argparse exits 2 on an error."""
+    return get_args_parser().parse_args(with_command(argv))
+
+
+def subcommand_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of ``fundus-calib NAME`` (``build`` or ``report``)."""
+    sub = next(a for a in get_args_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    is_report = bool(argv) and argv[0] == "report"
-    args = (report_parser() if is_report else build_parser()).parse_args(argv[1:] if is_report else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
 
     def run() -> int:
         try:
-            return run_report(args) if is_report else run_build(args)
+            return args.func(args)
         except (CalibrationError, BundleError, FileNotFoundError, ValueError) as exc:
             print(f"calib: {exc}", file=sys.stderr)
             return ExitStatus.USAGE
 
-    return run_with_extra("fundus-calib", "calib", run)
+    return run_with_extra(PROG, "calib", run)
 
 
 if __name__ == "__main__":

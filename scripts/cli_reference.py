@@ -41,8 +41,7 @@ def parsers() -> list[tuple[str, argparse.ArgumentParser]]:
         ("fundus-measure", measure_cli.build_parser()),
         ("fundus-train", train_cli.get_args_parser()),
         ("fundus-export", export_cli.get_args_parser()),
-        ("fundus-calib", calib_cli.build_parser()),
-        ("fundus-calib report", calib_cli.report_parser()),
+        ("fundus-calib", calib_cli.get_args_parser()),
     ]
     for name, parser in list(found):
         for action in parser._actions:

@@ -40,7 +40,7 @@ COMMANDS = {
     "fundus-measure": (measure_cli.main, measure_cli.build_parser),
     "fundus-export": (export_cli.main, export_cli.get_args_parser),
     "fundus-train": (train_cli.main, train_cli.get_args_parser),
-    "fundus-calib": (calib_cli.main, calib_cli.build_parser),
+    "fundus-calib": (calib_cli.main, calib_cli.get_args_parser),
 }
 # a prefix of a real option of each command, and what the command needs besides
 ABBREVIATED = {
@@ -66,9 +66,8 @@ def call(main, argv: list[str]) -> int:
 
 
 def all_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
-    """Every parser of the six commands, subcommands and ``fundus-calib report`` included."""
+    """Every parser of the six commands, subcommands included."""
     found = [(name, factory()) for name, (_, factory) in COMMANDS.items()]
-    found.append(("fundus-calib report", calib_cli.report_parser()))
     for name, parser in list(found):
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
