@@ -41,8 +41,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
     report = run_parity(args.bundle, args.checkpoint, args.data_root, args.images, args.batch)
     print(format_table(report))
-    print(f"{'PASS' if report['pass'] else 'FAIL'}: wrote {Path(args.bundle) / PARITY_JSON}")
-    return ExitStatus.OK if report["pass"] else ExitStatus.FAILED
+    print(f"{'PASS' if report.passed else 'FAIL'}: wrote {Path(args.bundle) / PARITY_JSON}")
+    return ExitStatus.OK if report.passed else ExitStatus.FAILED
 
 
 def cmd_dynamic(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def cmd_dynamic(args: argparse.Namespace) -> int:
 
     path = write_dynamic_variant(load_bundle(args.bundle), args.whole_image)
     print(f"wrote {path}" + ("" if args.whole_image is None else f"; tiling.whole_image = {args.whole_image}"))
-    return 0
+    return ExitStatus.OK
 
 
 def cmd_record_metrics(args: argparse.Namespace) -> int:
@@ -157,7 +157,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         "parity",
         "every backend vs PyTorch FP32; writes parity.json",
         ["--bundle models/NAME --checkpoint runs/x/best.pt --data-root ../shared/data --images 20"],
-        {0: "every backend within tolerance", 1: "some backend outside tolerance", 2: "usage or bundle error"},
+        {
+            ExitStatus.OK: "every backend within tolerance",
+            ExitStatus.FAILED: "some backend outside tolerance",
+            ExitStatus.USAGE: "usage or bundle error",
+        },
     )
     p.add_argument("--bundle", required=True, type=Path, help="bundle folder")
     p.add_argument("--checkpoint", required=True, type=Path, help="the checkpoint the bundle was exported from")

@@ -9,7 +9,8 @@ masks inside the FOV, and the change in pooled MIoU and F1 in points (×100) whe
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,10 @@ class Tolerance:
     agreement: float | None = None
     miou_points: float | None = None
     f1_points: float | None = None
+
+    def to_json(self) -> dict[str, float]:
+        """The limits that are checked, in field order (``tolerance`` in parity.json and self-test.json)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 TOLERANCES = {
@@ -107,7 +112,51 @@ def agreeing_pixels(
     return int(same[region].sum()), int(np.count_nonzero(region))
 
 
-def compare(reference: Run, candidate: Run, planes: list[Plane], threshold: float) -> dict:
+@dataclass(frozen=True)
+class Agreement:
+    """A candidate's outputs vs a reference's: |Δp| on tiles and images, FOV mask agreement, and — with labels —
+    the candidate's pooled MIoU/F1 and their change in points (all four ``None`` without labels)."""
+
+    tile_max_abs_diff: float
+    tile_mean_abs_diff: float
+    image_max_abs_diff: float
+    image_mean_abs_diff: float
+    mask_agreement: float
+    miou: float | None = None
+    miou_delta_points: float | None = None
+    f1: float | None = None
+    f1_delta_points: float | None = None
+
+    @property
+    def worst_abs_diff(self) -> float:
+        """The largest |Δp| anywhere, tiles or images."""
+        return max(self.tile_max_abs_diff, self.image_max_abs_diff)
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys every parity.json backend and self-test.json result starts with (scores only with labels)."""
+        data = {
+            "tile_max_abs_diff": self.tile_max_abs_diff,
+            "tile_mean_abs_diff": self.tile_mean_abs_diff,
+            "image_max_abs_diff": self.image_max_abs_diff,
+            "image_mean_abs_diff": self.image_mean_abs_diff,
+            "mask_agreement": self.mask_agreement,
+        }
+        scores = {
+            "miou": self.miou,
+            "miou_delta_points": self.miou_delta_points,
+            "f1": self.f1,
+            "f1_delta_points": self.f1_delta_points,
+        }
+        return data | {k: v for k, v in scores.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Agreement:
+        """The inverse of :meth:`to_json` (a score written as null, i.e. NaN, reads back as NaN)."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{k: float("nan") if data[k] is None else data[k] for k in names if k in data})
+
+
+def compare(reference: Run, candidate: Run, planes: list[Plane], threshold: float) -> Agreement:
     """|Δp| on tiles and images, FOV mask agreement, and MIoU/F1 deltas in points."""
     tile_diff = np.abs(candidate.tiles - reference.tiles)
     image_diff = np.concatenate(
@@ -115,31 +164,34 @@ def compare(reference: Run, candidate: Run, planes: list[Plane], threshold: floa
     )
     pairs = zip(candidate.images, reference.images, planes, strict=True)
     counts = [agreeing_pixels(r, c, p.fov, threshold) for c, r, p in pairs]
-    result = {
-        "tile_max_abs_diff": float(tile_diff.max()),
-        "tile_mean_abs_diff": float(tile_diff.mean()),
-        "image_max_abs_diff": float(image_diff.max()),
-        "image_mean_abs_diff": float(image_diff.mean()),
-        "mask_agreement": sum(same for same, _ in counts) / sum(n for _, n in counts),
-    }
+    scores: dict[str, float] = {}
     ref_scores, cand_scores = pooled_scores(reference, planes, threshold), pooled_scores(candidate, planes, threshold)
     if ref_scores is not None and cand_scores is not None:
         for key in ("miou", "f1"):
-            result[key] = cand_scores[key]
-            result[f"{key}_delta_points"] = 100.0 * (cand_scores[key] - ref_scores[key])
-    return result
+            scores[key] = cand_scores[key]
+            scores[f"{key}_delta_points"] = 100.0 * (cand_scores[key] - ref_scores[key])
+    return Agreement(
+        tile_max_abs_diff=float(tile_diff.max()),
+        tile_mean_abs_diff=float(tile_diff.mean()),
+        image_max_abs_diff=float(image_diff.max()),
+        image_mean_abs_diff=float(image_diff.mean()),
+        mask_agreement=sum(same for same, _ in counts) / sum(n for _, n in counts),
+        **scores,
+    )
 
 
-def failures(result: dict, tol: Tolerance) -> list[str]:
+def failures(result: Agreement, tol: Tolerance) -> list[str]:
     """Which limits of ``tol`` a comparison breaks (empty: within tolerance)."""
     broken = []
-    worst = max(result["tile_max_abs_diff"], result["image_max_abs_diff"])
+    worst = result.worst_abs_diff
     if tol.max_abs is not None and not worst <= tol.max_abs:
         broken.append(f"max|Δp| {worst:.3g} > {tol.max_abs:g}")
-    if tol.agreement is not None and not result["mask_agreement"] >= tol.agreement:
-        broken.append(f"agreement {100 * result['mask_agreement']:.4f}% < {100 * tol.agreement:g}%")
-    for key, limit in (("miou", tol.miou_points), ("f1", tol.f1_points)):
-        delta = result.get(f"{key}_delta_points")
+    if tol.agreement is not None and not result.mask_agreement >= tol.agreement:
+        broken.append(f"agreement {100 * result.mask_agreement:.4f}% < {100 * tol.agreement:g}%")
+    for key, delta, limit in (
+        ("miou", result.miou_delta_points, tol.miou_points),
+        ("f1", result.f1_delta_points, tol.f1_points),
+    ):
         if limit is not None and delta is not None and not abs(delta) <= limit:
             broken.append(f"{key.upper()} Δ {delta:+.3f} points > {limit:g}")
     return broken

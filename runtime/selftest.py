@@ -16,12 +16,23 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fundus_vessels.runtime.agreement import TOLERANCES, Plane, Run, compare, failures, run_backend, synthetic_planes
+from fundus_vessels.runtime.agreement import (
+    TOLERANCES,
+    Agreement,
+    Plane,
+    Run,
+    Tolerance,
+    compare,
+    failures,
+    run_backend,
+    synthetic_planes,
+)
 from fundus_vessels.runtime.backends import Backend, BackendError, create_backend
 from fundus_vessels.runtime.backends.ort import CPU_ONLY, open_session, session_predictor
 from fundus_vessels.runtime.bundle import PRECISION_FILES, Bundle, BundleError
@@ -32,6 +43,7 @@ from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 from fundus_vessels.runtime.timing import timed_calls
 
 SELF_TEST_JSON = "self-test.json"
+TOOL = "fundus-infer --self-test"
 CANDIDATES = (
     ("ort", "fp32"),
     ("ort", "fp16"),
@@ -96,116 +108,278 @@ def source_key(kind: str, precision: str) -> str:
     return "fp32_static" if kind == "opencv" else precision
 
 
+def _speed_json(speed: dict[int, float]) -> dict[str, float]:
+    """Tiles/s by batch size as JSON writes it (keys are strings)."""
+    return {str(batch): rate for batch, rate in speed.items()}
+
+
+def _speed_from_json(data: dict[str, float]) -> dict[int, float]:
+    return {int(batch): rate for batch, rate in data.items()}
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """A candidate that ran: its agreement with the reference (drawn tiles included), speed and verdict."""
+
+    backend: str
+    precision: str
+    model_file: str
+    providers: tuple[str, ...] | None  # ONNX Runtime's providers (None: a backend without any)
+    agreement: Agreement  # tile_max_abs_diff covers the drawn tiles too
+    drawn_tile_max_abs_diff: float
+    tiles_per_second: dict[int, float]  # batch size -> median tiles/s
+    tolerance: Tolerance
+    failures: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        """An entry of self-test.json ``results`` (the C++ self-test's ``Outcome::json`` follows it)."""
+        return {
+            "backend": self.backend,
+            "precision": self.precision,
+            "model_file": self.model_file,
+            **({} if self.providers is None else {"providers": list(self.providers)}),
+            **self.agreement.to_json(),
+            "drawn_tile_max_abs_diff": self.drawn_tile_max_abs_diff,
+            "tiles_per_second": _speed_json(self.tiles_per_second),
+            "tolerance": self.tolerance.to_json(),
+            "pass": self.passed,
+            "failures": list(self.failures),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CandidateResult:
+        providers = data.get("providers")
+        return cls(
+            backend=data["backend"],
+            precision=data["precision"],
+            model_file=data["model_file"],
+            providers=None if providers is None else tuple(providers),
+            agreement=Agreement.from_json(data),
+            drawn_tile_max_abs_diff=data["drawn_tile_max_abs_diff"],
+            tiles_per_second=_speed_from_json(data["tiles_per_second"]),
+            tolerance=Tolerance(**data["tolerance"]),
+            failures=tuple(data["failures"]),
+        )
+
+
+@dataclass(frozen=True)
+class NotRun:
+    """A candidate this machine cannot run (its file is not in the bundle, its library or device is not here)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunError:
+    """A candidate that should have run and failed to: a self-test failure."""
+
+    message: str
+
+
+Outcome = CandidateResult | NotRun | RunError
+
+
+@dataclass(frozen=True)
+class SelfTestReport:
+    """``self-test.json``: every candidate's outcome, by name, in the order they were tried."""
+
+    bundle_name: str
+    bundle_path: str
+    reference_tiles_per_second: dict[int, float]  # batch size -> ONNX Runtime CPU FP32 tiles/s
+    images: tuple[str, ...]  # the synthetic planes' names
+    image_size: int
+    plane_tiles: int
+    drawn_tiles: int
+    outcomes: dict[str, Outcome]
+    tool: str = TOOL
+    reference: str = REFERENCE
+    reference_model_file: str = PRECISION_FILES["fp32"]
+    mask_region: str = "fov"
+
+    def _of(self, kind: type) -> dict:
+        return {name: o for name, o in self.outcomes.items() if isinstance(o, kind)}
+
+    @property
+    def results(self) -> dict[str, CandidateResult]:
+        return self._of(CandidateResult)
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {name: o.reason for name, o in self._of(NotRun).items()}
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {name: o.message for name, o in self._of(RunError).items()}
+
+    @property
+    def passed(self) -> bool:
+        """Something ran, nothing failed to run, and everything that ran is within tolerance."""
+        results = self.results
+        return bool(results) and not self.errors and all(r.passed for r in results.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """self-test.json's content: the one place its keys and their order are written."""
+        return {
+            "tool": self.tool,
+            "bundle": {"name": self.bundle_name, "path": self.bundle_path},
+            "reference": {
+                "name": self.reference,
+                "model_file": self.reference_model_file,
+                "tiles_per_second": _speed_json(self.reference_tiles_per_second),
+            },
+            "inputs": {
+                "images": list(self.images),
+                "image_size": self.image_size,
+                "plane_tiles": self.plane_tiles,
+                "drawn_tiles": self.drawn_tiles,
+                "mask_region": self.mask_region,
+            },
+            "results": {name: r.to_json() for name, r in self.results.items()},
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "pass": self.passed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SelfTestReport:
+        """A self-test.json read back (``pass`` is recomputed from the outcomes)."""
+        reference, inputs = data["reference"], data["inputs"]
+        outcomes: dict[str, Outcome] = {name: CandidateResult.from_json(r) for name, r in data["results"].items()}
+        outcomes |= {name: NotRun(why) for name, why in data["skipped"].items()}
+        outcomes |= {name: RunError(why) for name, why in data["errors"].items()}
+        return cls(
+            bundle_name=data["bundle"]["name"],
+            bundle_path=data["bundle"]["path"],
+            reference_tiles_per_second=_speed_from_json(reference["tiles_per_second"]),
+            images=tuple(inputs["images"]),
+            image_size=inputs["image_size"],
+            plane_tiles=inputs["plane_tiles"],
+            drawn_tiles=inputs["drawn_tiles"],
+            outcomes=outcomes,
+            tool=data["tool"],
+            reference=reference["name"],
+            reference_model_file=reference["model_file"],
+            mask_region=inputs["mask_region"],
+        )
+
+
+@dataclass(frozen=True)
+class ReferenceOutputs:
+    """ONNX Runtime CPU FP32 on the planes and on the drawn tiles, and its speed."""
+
+    run: Run
+    drawn: np.ndarray
+    tiles_per_second: dict[int, float]
+
+
 def run_candidate(
-    backend: Backend, planes: list[Plane], tiles: np.ndarray, reference: dict, bundle: Bundle, s: Settings
-) -> dict:
+    backend: Backend, planes: list[Plane], tiles: np.ndarray, reference: ReferenceOutputs, bundle: Bundle, s: Settings
+) -> CandidateResult:
     """Compare one backend with the reference on planes and drawn tiles, time it, and judge it."""
     run = run_backend(backend.predict, planes, bundle, max(s.batches))
-    result = compare(reference["run"], run, planes, bundle.threshold)
-    drawn = float(np.abs(np.asarray(backend.predict(tiles)) - reference["drawn"]).max())
-    result["drawn_tile_max_abs_diff"] = drawn
-    result["tile_max_abs_diff"] = max(result["tile_max_abs_diff"], drawn)
-    tol_key = "fp32_static" if backend.name == "opencv" else backend.precision
-    broken = failures(result, TOLERANCES[tol_key])
-    return {
-        "backend": backend.name,
-        "precision": backend.precision,
-        "model_file": Path(backend.model_path).name,
-        **({"providers": list(backend.providers)} if hasattr(backend, "providers") else {}),
-        **result,
-        "tiles_per_second": {str(b): tiles_per_second(backend.predict, tiles, b, s.repeats) for b in s.batches},
-        "tolerance": {k: v for k, v in asdict(TOLERANCES[tol_key]).items() if v is not None},
-        "pass": not broken,
-        "failures": broken,
-    }
+    result = compare(reference.run, run, planes, bundle.threshold)
+    drawn = float(np.abs(np.asarray(backend.predict(tiles)) - reference.drawn).max())
+    result = replace(result, tile_max_abs_diff=max(result.tile_max_abs_diff, drawn))
+    tolerance = TOLERANCES["fp32_static" if backend.name == "opencv" else backend.precision]
+    return CandidateResult(
+        backend=backend.name,
+        precision=backend.precision,
+        model_file=Path(backend.model_path).name,
+        providers=tuple(backend.providers) if hasattr(backend, "providers") else None,
+        agreement=result,
+        drawn_tile_max_abs_diff=drawn,
+        tiles_per_second={b: tiles_per_second(backend.predict, tiles, b, s.repeats) for b in s.batches},
+        tolerance=tolerance,
+        failures=tuple(failures(result, tolerance)),
+    )
 
 
-def reference_outputs(bundle: Bundle, planes: list[Plane], tiles: np.ndarray, s: Settings) -> dict:
+def reference_outputs(bundle: Bundle, planes: list[Plane], tiles: np.ndarray, s: Settings) -> ReferenceOutputs:
     """ONNX Runtime CPU FP32 on the planes and drawn tiles, and its speed."""
     predict = session_predictor(open_session(bundle.model_path("fp32"), CPU_ONLY, s.threads), bundle.vessel_index)
     run: Run = run_backend(predict, planes, bundle, max(s.batches))
-    speed = {str(b): tiles_per_second(predict, tiles, b, s.repeats) for b in s.batches}
-    return {"run": run, "drawn": predict(tiles), "tiles_per_second": speed}
+    speed = {b: tiles_per_second(predict, tiles, b, s.repeats) for b in s.batches}
+    return ReferenceOutputs(run, predict(tiles), speed)
 
 
-def run_self_test(bundle: Bundle, settings: Settings = Settings()) -> dict:
-    """Every candidate this machine can run vs ONNX Runtime CPU FP32; the ``self-test.json`` content."""
-    planes = synthetic_planes(bundle, settings.images, settings.image_size)
-    tiles = drawn_tiles(bundle, settings.drawn_tiles)
-    reference = reference_outputs(bundle, planes, tiles, settings)
-    results, skipped, errors = {}, {}, {}
+def run_candidates(
+    bundle: Bundle, planes: list[Plane], tiles: np.ndarray, reference: ReferenceOutputs, settings: Settings
+) -> dict[str, Outcome]:
+    """Every candidate's outcome, in :data:`CANDIDATES` order."""
+    outcomes: dict[str, Outcome] = {}
     for kind, precision in CANDIDATES:
         name = f"{kind}_{precision}"
         key = source_key(kind, precision)
         if not bundle.has(key):
-            skipped[name] = f"{PRECISION_FILES[key]} not in the bundle"
+            outcomes[name] = NotRun(f"{PRECISION_FILES[key]} not in the bundle")
             continue
         try:
             backend = open_candidate(bundle, kind, precision, settings)
         except LookupError as exc:  # the library or device is not here: nothing to judge
-            skipped[name] = str(exc.args[0])
+            outcomes[name] = NotRun(str(exc.args[0]))
             continue
         except (BackendError, BundleError, OSError) as exc:
-            errors[name] = str(exc)
+            outcomes[name] = RunError(str(exc))
             continue
         try:
-            results[name] = run_candidate(backend, planes, tiles, reference, bundle, settings)
+            outcomes[name] = run_candidate(backend, planes, tiles, reference, bundle, settings)
         except (BackendError, RuntimeError, ValueError) as exc:
-            errors[name] = f"{exc.__class__.__name__}: {exc}"
-    return {
-        "tool": "fundus-infer --self-test",
-        "bundle": {"name": str(bundle.meta.get("name", bundle.root.name)), "path": str(bundle.root)},
-        "reference": {
-            "name": REFERENCE,
-            "model_file": PRECISION_FILES["fp32"],
-            "tiles_per_second": reference["tiles_per_second"],
-        },
-        "inputs": {
-            "images": [p.name for p in planes],
-            "image_size": settings.image_size,
-            "plane_tiles": int(reference["run"].tiles.shape[0]),
-            "drawn_tiles": int(tiles.shape[0]),
-            "mask_region": "fov",
-        },
-        "results": results,
-        "skipped": skipped,
-        "errors": errors,
-        "pass": bool(results) and not errors and all(r["pass"] for r in results.values()),
-    }
+            outcomes[name] = RunError(f"{exc.__class__.__name__}: {exc}")
+    return outcomes
 
 
-def format_table(report: dict) -> str:
+def run_self_test(bundle: Bundle, settings: Settings = Settings()) -> SelfTestReport:
+    """Every candidate this machine can run vs ONNX Runtime CPU FP32; the ``self-test.json`` report."""
+    planes = synthetic_planes(bundle, settings.images, settings.image_size)
+    tiles = drawn_tiles(bundle, settings.drawn_tiles)
+    reference = reference_outputs(bundle, planes, tiles, settings)
+    return SelfTestReport(
+        bundle_name=str(bundle.meta.get("name", bundle.root.name)),
+        bundle_path=str(bundle.root),
+        reference_tiles_per_second=reference.tiles_per_second,
+        images=tuple(p.name for p in planes),
+        image_size=settings.image_size,
+        plane_tiles=int(reference.run.tiles.shape[0]),
+        drawn_tiles=int(tiles.shape[0]),
+        outcomes=run_candidates(bundle, planes, tiles, reference, settings),
+    )
+
+
+def format_table(report: SelfTestReport) -> str:
     """The self-test as text: one row per candidate, then what was skipped or failed and why."""
-    batches = list(report["reference"]["tiles_per_second"])
-    speed_head = " ".join(f"{'b' + b + ' t/s':>9}" for b in batches)
+    speed_head = " ".join(f"{f'b{b} t/s':>9}" for b in report.reference_tiles_per_second)
     columns = f"{'max|Δp|':>9} {'agree %':>9} {'ΔMIoU':>7} {'ΔF1':>7}"
     header = f"{'candidate':<12} {'providers':<22} {columns} {speed_head}  result"
-    lines = [f"reference: {report['reference']['name']}", header, "-" * len(header)]
-    ref_speed = " ".join(f"{v:>9.1f}" for v in report["reference"]["tiles_per_second"].values())
+    lines = [f"reference: {report.reference}", header, "-" * len(header)]
+    ref_speed = " ".join(f"{v:>9.1f}" for v in report.reference_tiles_per_second.values())
     lines.append(f"{'reference':<12} {'CPUExecutionProvider':<22} {'-':>9} {'-':>9} {'-':>7} {'-':>7} {ref_speed}")
-    for name, r in report["results"].items():
-        providers = ",".join(p.replace("ExecutionProvider", "") for p in r.get("providers", [])) or r["backend"]
-        worst = max(r["tile_max_abs_diff"], r["image_max_abs_diff"])
-        d_miou = f"{r['miou_delta_points']:+.3f}" if "miou_delta_points" in r else "-"
-        d_f1 = f"{r['f1_delta_points']:+.3f}" if "f1_delta_points" in r else "-"
-        speed = " ".join(f"{v:>9.1f}" for v in r["tiles_per_second"].values())
-        verdict = "ok" if r["pass"] else "FAIL: " + "; ".join(r["failures"])
+    for name, r in report.results.items():
+        providers = ",".join(p.replace("ExecutionProvider", "") for p in r.providers or ()) or r.backend
+        a = r.agreement
+        d_miou = "-" if a.miou_delta_points is None else f"{a.miou_delta_points:+.3f}"
+        d_f1 = "-" if a.f1_delta_points is None else f"{a.f1_delta_points:+.3f}"
+        speed = " ".join(f"{v:>9.1f}" for v in r.tiles_per_second.values())
+        verdict = "ok" if r.passed else "FAIL: " + "; ".join(r.failures)
         lines.append(
-            f"{name:<12} {providers[:22]:<22} {worst:>9.3g} {100 * r['mask_agreement']:>9.4f} {d_miou:>7} {d_f1:>7} "
-            f"{speed}  {verdict}"
+            f"{name:<12} {providers[:22]:<22} {a.worst_abs_diff:>9.3g} {100 * a.mask_agreement:>9.4f} {d_miou:>7} "
+            f"{d_f1:>7} {speed}  {verdict}"
         )
-    lines += [f"{name:<12} not run: {why}" for name, why in report["skipped"].items()]
-    lines += [f"{name:<12} ERROR: {why}" for name, why in report["errors"].items()]
-    lines.append("PASS" if report["pass"] else "FAIL")
+    lines += [f"{name:<12} not run: {why}" for name, why in report.skipped.items()]
+    lines += [f"{name:<12} ERROR: {why}" for name, why in report.errors.items()]
+    lines.append("PASS" if report.passed else "FAIL")
     return "\n".join(lines)
 
 
-def self_test(bundle: Bundle, out_dir: Path, settings: Settings = Settings()) -> tuple[int, dict]:
+def self_test(bundle: Bundle, out_dir: Path, settings: Settings = Settings()) -> tuple[int, SelfTestReport]:
     """Run, print the table, write ``out_dir/self-test.json``; returns (exit status, report)."""
     report = run_self_test(bundle, settings)
     print(format_table(report))
-    write_json(Path(out_dir) / SELF_TEST_JSON, report)
-    return (ExitStatus.OK if report["pass"] else ExitStatus.FAILED), report
+    write_json(Path(out_dir) / SELF_TEST_JSON, report.to_json())
+    return (ExitStatus.OK if report.passed else ExitStatus.FAILED), report
 
 
 def command(bundle_dir: Path, out_dir: Path, threads: int | None, prog: str) -> int:

@@ -17,6 +17,8 @@ from fundus_vessels.export.metadata import json_safe
 from fundus_vessels.export.onnx_export import SHAPE_OPS, export_bundle, op_counts
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture(scope="module")
 def bundle_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -161,6 +163,37 @@ def test_parity_passes_for_every_exported_precision(bundle_dir: Path, tiny_check
     fp16 = report["backends"]["ort_fp16"]
     assert fp16["pass"] and fp16["tile_max_abs_diff"] <= 2e-2 and fp16["mask_agreement"] >= 0.999
     assert report["backends"]["ort_fp32"]["image_max_abs_diff"] <= 1e-4
+    # the keys, and their order, of the parity.json shipped with the bundles (synthetic planes have labels too)
+    shipped = json.loads((REPO / "models" / "unet-drive" / "parity.json").read_text())
+    assert list(report) == list(shipped) and list(report["inputs"]) == list(shipped["inputs"])
+    assert list(report["reference_scores"]) == list(shipped["reference_scores"])
+    for name in ("ort_fp32", "opencv_fp32", "ort_fp16"):
+        assert list(report["backends"][name]) == list(shipped["backends"][name]), name
+        assert list(report["backends"][name]["tolerance"]) == list(shipped["backends"][name]["tolerance"]), name
+
+
+STORED_PARITY = sorted(
+    str(path.relative_to(REPO))
+    for pattern in ("models/*/parity.json", "docs/results/*/parity.json")
+    for path in REPO.glob(pattern)
+)
+
+
+@pytest.mark.parametrize("stored", STORED_PARITY)
+def test_stored_parity_json_reads_back_to_the_same_bytes(stored: str, tmp_path: Path) -> None:
+    """ParityReport.to_json writes parity.json as it was written before it was typed: same keys, order, values."""
+    from fundus_vessels.export.parity import ParityReport
+    from fundus_vessels.runtime.imageio import write_json
+
+    data = json.loads((REPO / stored).read_text())
+    report = ParityReport.from_json(data)
+    assert report.passed is data["pass"] and set(report.backends) == set(data["backends"])
+    write_json(tmp_path / "parity.json", report.to_json())
+    assert (tmp_path / "parity.json").read_bytes() == (REPO / stored).read_bytes()
+
+
+def test_stored_parity_files_are_there() -> None:
+    assert {"models/unet-drive/parity.json", "models/unet-multicamera/parity.json"} <= set(STORED_PARITY)
 
 
 def test_parity_flags_a_perturbed_model(bundle_dir: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -234,6 +267,6 @@ def test_parity_on_drive_test_image(bundle_dir: Path, tiny_checkpoint: Path, dat
     from fundus_vessels.export.parity import run_parity
 
     report = run_parity(bundle_dir, tiny_checkpoint, data_root, images=1)
-    assert report["inputs"]["source"] == "DRIVE test" and report["inputs"]["tiles"] == 9
-    assert "miou_delta_points" in report["backends"]["ort_fp32"]
-    assert report["backends"]["ort_fp32"]["pass"] and report["backends"]["opencv_fp32"]["pass"]
+    assert report.source == "DRIVE test" and report.tiles == 9
+    assert report.backends["ort_fp32"].agreement.miou_delta_points is not None
+    assert report.backends["ort_fp32"].passed and report.backends["opencv_fp32"].passed

@@ -39,6 +39,9 @@ from fundus_vessels.runtime.bundle import DEFAULT_BUNDLE, load_bundle
 from fundus_vessels.runtime.inference import DEFAULT_BATCH
 
 REPO = Path(__file__).resolve().parent.parent
+# written by fundus-infer --self-test (runtime/selftest.py) on a tiny bundle whose static model is perturbed, with
+# ort_fp16 made to fail to open and the timings fixed: a passing and a failing result, skipped and errors
+STORED_SELF_TEST = Path(__file__).resolve().parent / "data" / "self-test.json"
 
 
 class FakeCudart:
@@ -262,6 +265,35 @@ def test_self_test_runs_what_is_here_and_says_what_it_could_not(tiny_bundle: Pat
     assert "model.fp16.onnx not in the bundle" in report["skipped"]["ort_fp16"]
     if trt_backend.tensorrt_status() is not None:
         assert report["skipped"]["trt_fp32"] == trt_backend.tensorrt_status()
+    # the keys, and their order, of the stored self-test.json (written before the report was typed)
+    stored = json.loads(STORED_SELF_TEST.read_text())
+    assert list(report) == list(stored)
+    for key in ("bundle", "reference", "inputs"):
+        assert list(report[key]) == list(stored[key]), key
+    for name in ("ort_fp32", "opencv_fp32"):  # with and without ONNX Runtime providers
+        assert list(report["results"][name]) == list(stored["results"][name]), name
+
+
+def test_self_test_json_keeps_its_stored_form(tmp_path: Path) -> None:
+    """SelfTestReport reads the stored self-test.json back and writes it again byte for byte."""
+    from fundus_vessels.runtime.imageio import write_json
+    from fundus_vessels.runtime.selftest import CandidateResult, NotRun, RunError, SelfTestReport, format_table
+
+    report = SelfTestReport.from_json(json.loads(STORED_SELF_TEST.read_text()))
+    assert isinstance(report.outcomes["ort_fp32"], CandidateResult) and report.outcomes["ort_fp32"].passed
+    assert report.outcomes["ort_fp16"] == RunError("model.fp16.onnx: ONNX Runtime could not load it (simulated)")
+    assert report.outcomes["ort_int8"] == NotRun("model.int8.onnx not in the bundle")
+    assert not report.outcomes["opencv_fp32"].passed and report.outcomes["opencv_fp32"].providers is None
+    assert not report.passed
+    write_json(tmp_path / "self-test.json", report.to_json())
+    assert (tmp_path / "self-test.json").read_bytes() == STORED_SELF_TEST.read_bytes()
+    table = format_table(report).splitlines()
+    assert table[3] == ("reference    CPUExecutionProvider           -         -       -       -      12.3      49.4")
+    assert table[5] == (
+        "opencv_fp32  opencv                     0.102  100.0000  +0.000  +0.000      12.3      49.4  "
+        "FAIL: max|Δp| 0.102 > 0.0001"
+    )
+    assert table[-2:] == ["ort_fp16     ERROR: model.fp16.onnx: ONNX Runtime could not load it (simulated)", "FAIL"]
 
 
 def test_self_test_fails_outside_tolerance(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -277,8 +309,8 @@ def test_self_test_fails_outside_tolerance(tiny_bundle: Path, tmp_path: Path) ->
     bundle = load_bundle(bundle_dir)
     bundle.register_file("fp32_static", bundle_dir / "model.static.onnx")
     report = run_self_test(bundle, Settings(images=1, drawn_tiles=2, batches=(1,), repeats=1))
-    assert not report["pass"] and not report["results"]["opencv_fp32"]["pass"]
-    assert any("max|Δp|" in f for f in report["results"]["opencv_fp32"]["failures"])
+    assert not report.passed and not report.results["opencv_fp32"].passed
+    assert any("max|Δp|" in f for f in report.results["opencv_fp32"].failures)
 
 
 @pytest.mark.skipif(not os.environ.get("FUNDUS_DEVICE_SELF_TEST"), reason="device only: set FUNDUS_DEVICE_SELF_TEST=1")
