@@ -109,14 +109,18 @@ def test_cpp_refuses_each_rule_with_the_files_wording(cpp_binary: Path, tiny_bun
 def test_no_rule_is_written_in_either_loader() -> None:
     """A hand copy of a rule's wording or limit in either language is the drift this file prevents."""
     python = (REPO / "runtime" / "bundle_schema.py").read_text(encoding="utf-8")
-    cpp = (REPO / "cpp" / "src" / "bundle.cpp").read_text(encoding="utf-8")
+    cpp = "".join(
+        (REPO / "cpp" / name).read_text(encoding="utf-8")
+        for name in ("src/bundle.cpp", "src/pipeline.cpp", "include/fundus/bundle.h", "include/fundus/pipeline.h")
+    )
     for key, rule in CASES:
         wording = re.sub(r"\{\w+\}", "", rule["rule"]).split("(")[0].strip()
         if len(wording) > 12:  # short texts ("an object", "'NCHW'") say too little to be a copy
             assert wording not in python and wording not in cpp, key
     for limit in (v for v in RULES["limits"].values() if v >= 100):  # 16, 32, 64 also count sha256 digits
         assert not re.search(rf"\b{limit}\b", python) and not re.search(rf"\b{limit}\b", cpp), limit
-    for name in ("kMaxTile", "kTileMultiple", "kMaxClaheGrid", "MAX_CLAHE_GRID =", "PREPROCESS_KEYS", "TILING_KEYS"):
+    hand_copies = ("kMaxTile", "kTileMultiple", "kMaxClaheGrid", "kWholeMultiple", "MAX_CLAHE_GRID =", "TILING_KEYS")
+    for name in hand_copies:
         assert name not in python and name not in cpp, name
     assert "kBundleRulesJson" in cpp
 

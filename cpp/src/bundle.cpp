@@ -344,6 +344,10 @@ int jsonDepth(const std::string& text) {
 
 }  // namespace
 
+int bundleLimit(const std::string& name) {
+    return int(rules()["limits"][name]);
+}
+
 Result<Bundle> loadBundle(const std::string& root) {
     const std::string metaPath = joinPath(root, kModelJson);
     if (!isDirectory(root)) {

@@ -4,6 +4,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "fundus/bundle.h"
 #include "fundus/fov.h"
 #include "fundus/preprocess.h"
 #include "fundus/tiling.h"
@@ -48,12 +49,13 @@ int roundUp(int n, int multiple) {
 }  // namespace
 
 bool fitsWhole(const cv::Mat& plane, int wholeImage) {
-    return wholeImage > 0 &&
-           std::max(roundUp(plane.rows, kWholeMultiple), roundUp(plane.cols, kWholeMultiple)) <= wholeImage;
+    const int multiple = bundleLimit("whole_multiple");
+    return wholeImage > 0 && std::max(roundUp(plane.rows, multiple), roundUp(plane.cols, multiple)) <= wholeImage;
 }
 
 Result<cv::Mat> predictWhole(const cv::Mat& plane, Backend& backend) {
-    const cv::Size padded(roundUp(plane.cols, kWholeMultiple), roundUp(plane.rows, kWholeMultiple));
+    const int multiple = bundleLimit("whole_multiple");
+    const cv::Size padded(roundUp(plane.cols, multiple), roundUp(plane.rows, multiple));
     std::vector<cv::Mat> input{padPlane(plane, padded)}, output;
     Status status = backend.predict(input, output);
     if (!status) return status;

@@ -33,7 +33,7 @@ struct Bundle {
     int tile = 256;
     int overlap = 32;
     // tiling.whole_image (optional, 0: always tiles): a model-scale plane whose sides, padded to a
-    // multiple of kWholeMultiple, are both <= this runs in one pass on a backend taking any size
+    // multiple of bundleLimit("whole_multiple"), are both <= this runs in one pass on a backend taking any size
     int wholeImage = 0;
     int vesselIndex = 1;
     double threshold = 0.5;
@@ -49,6 +49,8 @@ struct Bundle {
 // Loads BUNDLE/model.json and checks every contract value by runtime/bundle_schema.py's rules, in its
 // order and wording ("<file>: tiling.tile must be ... (got 'x')"); errors have code kBundle.
 Result<Bundle> loadBundle(const std::string& root);
+// A named limit of runtime/bundle_rules.json ("max_tile", "whole_multiple", ...), as the build embedded it.
+int bundleLimit(const std::string& name);
 
 // The folders searched for shipped bundles, in order: ../share/fundus-vessels/models beside the
 // running binary (an installed tree, `cmake --install`), then the source tree's models/ (a build tree).

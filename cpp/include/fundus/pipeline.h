@@ -36,9 +36,9 @@ struct FovSetting {
 // count as probability 0: every pixel of the region keeps the value it has with all tiles run.
 Result<cv::Mat> predictPlane(const cv::Mat& plane, Backend& backend, int tile, int overlap, int batch = 4,
                              const cv::Mat& region = cv::Mat());
-// A plane whose sides padded to multiples of kWholeMultiple are both <= wholeImage (0: never) runs in one
-// pass when the backend takes any size (runtime/inference.py fits_whole; model.json tiling.whole_image).
-constexpr int kWholeMultiple = 16;  // runtime/bundle_schema.py WHOLE_MULTIPLE: the U-Net halves it 4 times
+// A plane whose sides padded to multiples of bundleLimit("whole_multiple") (the U-Net halves it 4 times) are
+// both <= wholeImage (0: never) runs in one pass when the backend takes any size (runtime/inference.py
+// fits_whole; model.json tiling.whole_image).
 bool fitsWhole(const cv::Mat& plane, int wholeImage);
 // Vessel probability of a preprocessed plane in one model pass: padded like tiles, cropped back
 // (runtime/inference.py predict_whole).
