@@ -1,7 +1,7 @@
 """fundus-infer end to end (read -> written mask, prob, overlay PNGs), each speed lever side by side.
 
     python scripts/speed_levers.py --images DRIVE/test/images BIG.jpg [--base-python PATH] [--base-cpp BIN]
-        [--rounds 3] [--out levers.json]
+        [--cpp-opencv BIN ...] [--only TEXT ...] [--rounds 3] [--out levers.json]
 
 Every configuration runs as its own fundus-infer process on the same images, in turn, for
 ``--rounds`` rounds (this VM's speed drifts within minutes); a configuration's figure is the median
@@ -9,7 +9,9 @@ of fundus-infer's own per-image ``seconds`` (summary.json) over all rounds: the 
 pooled, and the last image (the 3504x2336 photograph) on its own. Ratios are against the first
 configuration of the same runtime (the code before the levers, when ``--base-python`` /
 ``--base-cpp`` name it: a PYTHONPATH holding that checkout's ``fundus_vessels`` and its binary).
-A development tool, not a test.
+``--cpp-opencv`` adds this checkout's C++ binary built against another OpenCV (``cmake -DOpenCV_DIR=...``),
+named by the OpenCV version its ``--version`` prints; ``--only`` keeps the configurations whose name
+contains one of the texts given. A development tool, not a test.
 """
 
 from __future__ import annotations
@@ -55,7 +57,18 @@ def configurations(args: argparse.Namespace, tiles: Path) -> list[dict]:
         {"name": "C++ + whole-image (default)", "runtime": "cpp", "cmd": cpp},
         {"name": "C++ default, --threads 1", "runtime": "cpp", "cmd": [*cpp, "--threads", "1"]},
     ]
+    for binary in args.cpp_opencv:
+        name = f"C++ default, OpenCV {opencv_version(binary)}"
+        configs.append({"name": name, "runtime": "cpp", "cmd": [str(binary)]})
+    if args.only:
+        configs = [c for c in configs if any(text in c["name"] for text in args.only)]
     return configs
+
+
+def opencv_version(binary: Path) -> str:
+    """The OpenCV version a C++ fundus-infer reports (``...; OpenCV 4.14.0``)."""
+    line = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout
+    return line.rsplit("OpenCV ", 1)[-1].split()[0].rstrip(";")
 
 
 def run_once(config: dict, images: list[str], base_python: str | None) -> tuple[list[float], float]:
@@ -75,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", nargs="+", required=True, help="a folder of DRIVE-size photographs, then BIG")
     parser.add_argument("--base-python", help="PYTHONPATH of the code before (its fundus_vessels namespace)")
     parser.add_argument("--base-cpp", type=Path, help="fundus-infer binary built from the code before")
+    parser.add_argument("--cpp-opencv", type=Path, nargs="*", default=[], help="C++ binaries built on other OpenCVs")
+    parser.add_argument("--only", nargs="*", default=[], help="run only configurations whose name contains TEXT")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("levers.json"))
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@
 
 For each checkpoint and each dataset of its validation split: pooled FOV MIoU, F1 and AUC at the
 checkpoint's threshold, and the best F1 over thresholds 0.30…0.70 (what a per-camera threshold could
-reach). Issue 21 chose the shipped fine-tune with it.
+reach). Issue 21 scored its DRIVE-weighted and 96-px fine-tunes with it (none beat the default).
 """
 
 from __future__ import annotations

@@ -21,8 +21,10 @@ Result<std::unique_ptr<Backend>> OpenCVBackend::create(const Bundle& bundle, con
     if (threads > 0) cv::setNumThreads(threads);
     try {
         backend->net_ = cv::dnn::readNetFromONNX(*path);
+#if CV_VERSION_MAJOR < 5  // OpenCV 5's graph engine runs on the CPU and warns when a target is set
         backend->net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
         backend->net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+#endif
     } catch (const cv::Exception& e) {
         return Status::error(ErrorCode::kBundle, *path + ": OpenCV DNN cannot load it (" + e.msg + ")");
     }

@@ -401,11 +401,15 @@ Result<Quality> assessImage(const cv::Mat& imageRgb) {
         if (points.empty()) {
             cx = rgb.cols / 2.0, cy = rgb.rows / 2.0, radius = std::max(fov.rows, fov.cols) / 2.0 / scale;
         } else {
-            const cv::Rect box = cv::boundingRect(points);
             double sx = 0, sy = 0;
-            for (const cv::Point& p : points) sx += p.x, sy += p.y;
+            cv::Point low = points[0], high = points[0];  // the bounding box (OpenCV 5 moved boundingRect)
+            for (const cv::Point& p : points) {
+                sx += p.x, sy += p.y;
+                low = {std::min(low.x, p.x), std::min(low.y, p.y)};
+                high = {std::max(high.x, p.x), std::max(high.y, p.y)};
+            }
             cx = sx / double(points.size()) / scale, cy = sy / double(points.size()) / scale;
-            radius = std::max(box.width, box.height) / 2.0 / scale;
+            radius = (std::max(high.x - low.x, high.y - low.y) + 1) / 2.0 / scale;
         }
     }
     add(q, "fov_diameter_px", 2.0 * radius);
