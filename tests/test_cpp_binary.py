@@ -174,6 +174,18 @@ def test_preprocess_and_fov_are_bit_exact(built, tmp_path: Path, kind: str) -> N
     assert entry["channels"] == {"gray": 1, "rgb": 3, "rgba": 4}[kind.rstrip("0123456789")]  # as stored in the file
 
 
+@pytest.mark.parametrize("kind", ["rgb8", "rgb16", "gray8"])
+def test_fov_of_a_large_photograph_is_bit_exact(built, tmp_path: Path, kind: str) -> None:
+    """Above FOV_WORK_SIDE px both runtimes find the FOV on the same shrunk copy and enlarge it alike."""
+    binary, bundle = built
+    image = synthetic_image(tmp_path / f"large_{kind}.png", 1300, 1460, seed=5, kind=kind)
+    result = run_cpp(binary, image, "-o", tmp_path / "out", "--model", bundle, "--debug-dump", tmp_path / "dump")
+    assert result.returncode == 0, result.stderr
+    expected = fov_from_image(read_image(image))
+    assert expected.shape == (1300, 1460) and 0.4 < expected.mean() < 0.9
+    np.testing.assert_array_equal(np.load(tmp_path / "dump" / f"{image.stem}_fov.npy") > 0, expected)
+
+
 def test_green_channel_preprocessing_is_bit_exact(cpp_binary: Path, green_bundle_dir: Path, tmp_path: Path) -> None:
     image = synthetic_image(tmp_path / "photo.png", 260, 270, seed=4)
     result = run_cpp(cpp_binary, image, "-o", tmp_path / "out", "--model", green_bundle_dir, "--debug-dump", tmp_path)

@@ -1,15 +1,20 @@
 #include "fundus/fov.h"
 
+#include <algorithm>
+
 #include <opencv2/imgproc.hpp>
 
 #include "fundus/preprocess.h"
 
 namespace fundus {
+namespace {
 
-Result<cv::Mat> fovFromImage(const cv::Mat& imageRgb, int threshold) {
-    auto u8 = toUint8(imageRgb);
-    if (!u8) return u8.status();
-    const cv::Mat& image = *u8;
+// runtime/fov.py FOV_WORK_SIDE: a photograph whose longer side is above this finds its FOV on a copy shrunk
+// to it (INTER_AREA); the mask comes back by nearest neighbour.
+constexpr int kFovWorkSide = 1024;
+
+// fovFromImage at the size of `image` (8-bit).
+cv::Mat fovMask(const cv::Mat& image, int threshold) {
     const int channels = image.channels();
     cv::Mat plane(image.size(), CV_8UC1);
     for (int y = 0; y < image.rows; ++y) {
@@ -42,6 +47,21 @@ Result<cv::Mat> fovFromImage(const cv::Mat& imageRgb, int threshold) {
     mask = flood(cv::Rect(1, 1, image.cols, image.rows)) != 2;
     mask.setTo(1, mask);
     cv::erode(mask, mask, cv::getStructuringElement(cv::MORPH_ELLIPSE, {5, 5}));
+    return mask;
+}
+
+}  // namespace
+
+Result<cv::Mat> fovFromImage(const cv::Mat& imageRgb, int threshold) {
+    auto u8 = toUint8(imageRgb);
+    if (!u8) return u8.status();
+    const cv::Mat& image = *u8;
+    const double factor = double(kFovWorkSide) / std::max(image.rows, image.cols);
+    if (factor >= 1) return fovMask(image, threshold);
+    const cv::Size size(std::max(1, int(image.cols * factor + 0.5)), std::max(1, int(image.rows * factor + 0.5)));
+    cv::Mat small, mask;
+    cv::resize(image, small, size, 0, 0, cv::INTER_AREA);
+    cv::resize(fovMask(small, threshold), mask, image.size(), 0, 0, cv::INTER_NEAREST);
     return mask;
 }
 
