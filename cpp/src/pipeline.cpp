@@ -131,16 +131,9 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
 }
 
 cv::Mat probabilityImage(const cv::Mat& probability) {
-    cv::Mat out(probability.size(), CV_8UC1);
-    for (int y = 0; y < probability.rows; ++y) {
-        const auto* p = probability.ptr<float>(y);
-        auto* o = out.ptr<std::uint8_t>(y);
-        for (int x = 0; x < probability.cols; ++x) {
-            float v = p[x] * 255.0f;
-            v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
-            o[x] = std::uint8_t(std::nearbyint(v));  // round half to even, like numpy.round
-        }
-    }
+    // round(p * 255), half to even, saturated: the one OpenCV call runtime/outputs.py probability_png makes
+    cv::Mat out;
+    cv::addWeighted(probability, 255.0, probability, 0.0, 0.0, out, CV_8U);
     return out;
 }
 
