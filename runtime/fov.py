@@ -7,10 +7,9 @@ import numpy as np
 
 from fundus_vessels.runtime.preprocess import to_uint8
 
-
 # px: a photograph whose longer side is above this finds its FOV on a copy shrunk to it (INTER_AREA), and the
 # mask comes back by nearest neighbour. The aperture is a disc: 1024 px place its edge within 2-4 px of a
-# 2000-4000 px photograph's, and an 8-megapixel photograph's FOV takes 10 ms instead of 75 (cpp/src/fov.cpp
+# 2000-4000 px photograph's, and an 8-megapixel photograph's FOV takes about 20 ms instead of 75 (cpp/src/fov.cpp
 # kFovWorkSide; tests/test_cpp_binary.py holds the two to the same mask).
 FOV_WORK_SIDE = 1024
 
