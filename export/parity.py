@@ -17,6 +17,7 @@ from fundus_vessels.export.errors import ExportError
 from fundus_vessels.runtime.agreement import (
     TOLERANCES,
     Agreement,
+    Judged,
     Tolerance,
     compare,
     drive_test_planes,
@@ -56,17 +57,13 @@ def backends_here(bundle: Bundle, checkpoint: str | os.PathLike) -> tuple[dict[s
 
 
 @dataclass(frozen=True)
-class BackendParity:
+class BackendParity(Judged):
     """One backend vs PyTorch: its agreement, held to the tolerance of ``precision`` (``fp32_static``: OpenCV DNN)."""
 
     precision: str
     agreement: Agreement
     tolerance: Tolerance
     failures: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
 
     def to_json(self) -> dict[str, Any]:
         """One entry of parity.json ``backends``."""

@@ -112,6 +112,16 @@ def agreeing_pixels(
     return int(same[region].sum()), int(np.count_nonzero(region))
 
 
+class Judged:
+    """Mixin of a result held to a :class:`Tolerance`: it passed when no check failed (``failures`` empty)."""
+
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
 @dataclass(frozen=True)
 class Agreement:
     """A candidate's outputs vs a reference's: |Δp| on tiles and images, FOV mask agreement, and — with labels —

@@ -25,6 +25,7 @@ import numpy as np
 from fundus_vessels.runtime.agreement import (
     TOLERANCES,
     Agreement,
+    Judged,
     Plane,
     Run,
     Tolerance,
@@ -118,7 +119,7 @@ def _speed_from_json(data: dict[str, float]) -> dict[int, float]:
 
 
 @dataclass(frozen=True)
-class CandidateResult:
+class CandidateResult(Judged):
     """A candidate that ran: its agreement with the reference (drawn tiles included), speed and verdict."""
 
     backend: str
@@ -130,10 +131,6 @@ class CandidateResult:
     tiles_per_second: dict[int, float]  # batch size -> median tiles/s
     tolerance: Tolerance
     failures: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
 
     def to_json(self) -> dict[str, Any]:
         """An entry of self-test.json ``results`` (the C++ self-test's ``Outcome::json`` follows it)."""
