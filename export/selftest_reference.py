@@ -21,7 +21,6 @@ re-exported model is refused, not compared.
 from __future__ import annotations
 
 import io
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +134,7 @@ def write_reference(bundle_dir: str | Path, threads: int | None = None) -> Path:
         "scaled": _scaled_case(bundle, folder, predict),
         "threshold": bundle.threshold,
         "scores": {"miou": pooled["miou"], "f1": pooled["f1"]},
-        "tolerances": {k: {n: v for n, v in asdict(t).items() if v is not None} for k, t in TOLERANCES.items()},
+        "tolerances": {k: t.to_json() for k, t in TOLERANCES.items()},
         "command": f"fundus-export selftest-reference --bundle {bundle_dir}",
     }
     path = folder / "reference.json"
