@@ -181,12 +181,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return get_args_parser().parse_args(with_command(argv))
 
 
-def subcommand_parser(name: str) -> argparse.ArgumentParser:
-    """The parser of ``fundus-calib NAME`` (``build`` or ``report``)."""
-    sub = next(a for a in get_args_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices[name]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
 

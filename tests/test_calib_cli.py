@@ -5,6 +5,7 @@ Parsing only (the work itself is stubbed), so no torch, no GPU and no data.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -114,8 +115,11 @@ def test_build_help_is_also_the_help_after_bare_options(capsys) -> None:
 
 
 def test_the_parsers_scripts_cli_reference_lists_are_the_subcommands() -> None:
-    assert cli.subcommand_parser("build").prog == "fundus-calib build"
-    assert cli.subcommand_parser("report").prog == "fundus-calib report"
+    sub = next(a for a in cli.get_args_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {name: p.prog for name, p in sub.choices.items()} == {
+        "build": "fundus-calib build",
+        "report": "fundus-calib report",
+    }
 
 
 @pytest.mark.parametrize(
