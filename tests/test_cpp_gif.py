@@ -229,10 +229,15 @@ def test_pillow_first_frame_rules(tmp_path: Path) -> None:
     np.testing.assert_array_equal(rgb[5 : 5 + indices.shape[0], 11 : 11 + indices.shape[1]], colours[indices])
 
 
-def median_threshold(bundle: Path, image: Path) -> str:
+# The test model is two layers wide and barely trained: its probabilities span 0.5 % around 0.38,
+# so engines that differ in the last float bits (ONNX Runtime vs OpenCV DNN 5, ~1e-7) disagree on
+# pixels this close to any threshold; those are not judged.
+ENGINE_NOISE = 1e-6
+
+
+def median_threshold(probability: np.ndarray, image: Path) -> float:
     """Half the FOV is vessel at this threshold, so the masks compared are not empty."""
-    probability = python_probability(bundle, image, "ort")
-    return f"{float(np.median(probability[fov_from_image(read_image(image))])):.7f}"
+    return float(np.median(probability[fov_from_image(read_image(image))]))
 
 
 @pytest.mark.parametrize("name", list(GIFS))
@@ -242,7 +247,9 @@ def test_gif_decoded_exactly_and_parity(cpp_binary: Path, tiny_bundle: Path, tmp
     twin = tmp_path / f"{name}_png.png"  # the same pixels, through OpenCV's PNG decoder
     write_image(twin, read_image(gif))
     cpp_out, py_out = tmp_path / "cpp", tmp_path / "py"
-    common = ["--model", tiny_bundle, "--threshold", median_threshold(tiny_bundle, gif), "--quiet"]
+    reference = python_probability(tiny_bundle, gif, "ort")
+    threshold = median_threshold(reference, gif)
+    common = ["--model", tiny_bundle, "--threshold", f"{threshold:.9g}", "--quiet"]
     result = run_cpp(cpp_binary, gif, twin, "-o", cpp_out, "--save", "prob,mask,overlay", *common)
     assert result.returncode == 0, result.stderr
     for kind in ("mask", "prob", "overlay"):
@@ -252,7 +259,10 @@ def test_gif_decoded_exactly_and_parity(cpp_binary: Path, tiny_bundle: Path, tmp
 
     assert run_py(gif, "-o", py_out, "--backend", "ort", *common) == 0
     stats = compare_outputs(cpp_out, py_out, gif.stem)
-    assert stats["mask_agreement"] >= MASK_AGREEMENT, stats
+    judged = np.abs(reference - threshold) > ENGINE_NOISE
+    mask_c, mask_p = (cv2.imread(str(out / f"{gif.stem}_mask.png"), cv2.IMREAD_GRAYSCALE) for out in (cpp_out, py_out))
+    assert judged.mean() > 0.9, judged.mean()
+    assert (mask_c == mask_p)[judged].mean() >= MASK_AGREEMENT, stats
     assert 0.02 < stats["mask_fraction"] < 0.98, stats
     assert stats["prob_max_diff"] <= 2, stats
     cpp_entry = json.loads((cpp_out / "summary.json").read_text())["images"][0]
