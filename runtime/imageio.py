@@ -21,7 +21,7 @@ from fundus_vessels.runtime.file_io import max_pixels as max_pixels
 from fundus_vessels.runtime.file_io import set_max_pixels as set_max_pixels
 from fundus_vessels.runtime.image_header import declared_size
 from fundus_vessels.runtime.outputs_guard import printable
-from fundus_vessels.runtime.png_writer import encode_png, wants_parallel
+from fundus_vessels.runtime.png_writer import encodable, encode_png
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".ppm", ".pgm", ".dcm", ".dicom")
 
@@ -102,7 +102,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an image atomically (temp file + rename); RGB input is stored as RGB."""
     p = Path(path)
-    if p.suffix.lower() in ("", ".png") and wants_parallel(image):  # large: compressed on every CPU
+    if p.suffix.lower() in ("", ".png") and encodable(image):  # ISA-L deflate, large ones on every CPU
         _atomic_write_bytes(p, encode_png(image))
         return
     if image.ndim == 3 and image.shape[2] == 3:

@@ -53,16 +53,19 @@ def test_other_pixel_types_are_refused() -> None:
         encode_png(np.zeros((4, 4, 2), np.uint8))
 
 
-def test_write_image_uses_it_for_large_images_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+def test_write_image_uses_it_for_8_bit_pngs_large_ones_in_stripes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stripes = []
     monkeypatch.setattr(png_writer, "usable_cpus", lambda: 2)
-    monkeypatch.setattr("fundus_vessels.runtime.imageio.encode_png", lambda image: calls.append(1) or encode_png(image))
+    real_stripe = png_writer._stripe
+    monkeypatch.setattr(png_writer, "_stripe", lambda rows, last: stripes.append(len(rows)) or real_stripe(rows, last))
     large = _image((png_writer.PARALLEL_MIN_PIXELS // 1000 + 1, 1000, 3))
     small = _image((100, 100, 3))
-    for name, image in (("large.png", large), ("small.png", small)):
+    for name, image in (("large.png", large), ("small.png", small), ("gray.png", small[:, :, 0])):
         write_image(tmp_path / name, image)
         np.testing.assert_array_equal(read_image(tmp_path / name), image)
-    assert calls == [1]
-    monkeypatch.setattr(png_writer, "usable_cpus", lambda: 1)  # one CPU: OpenCV's single stream is as fast
-    write_image(tmp_path / "one_cpu.png", large)
-    assert calls == [1]
+    assert sorted(stripes) == [100, 100, 1000, 1001]  # the large image in two stripes, the small ones in one
+    write_image(tmp_path / "deep.png", (small.astype(np.uint16) * 257))  # 16-bit: OpenCV writes it
+    assert len(stripes) == 4
+    assert read_image(tmp_path / "deep.png").dtype == np.uint16

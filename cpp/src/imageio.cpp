@@ -467,9 +467,9 @@ Status writeFileAtomic(const std::string& path, const std::string& bytes) {
 
 Status writeImageAtomic(const std::string& path, const cv::Mat& image) {
     const std::string lower = lowerExtension(path);
-    if ((lower.empty() || lower == ".png") && wantsParallelPng(image)) {  // large: compressed on every CPU
+    if ((lower.empty() || lower == ".png") && pngEncodable(image)) {  // ISA-L deflate, large ones on every CPU
         const std::string png = encodePng(image);
-        if (png.empty()) return Status::error(ErrorCode::kIo, path + ": zlib could not encode the image");
+        if (png.empty()) return Status::error(ErrorCode::kIo, path + ": ISA-L could not encode the image");
         return writeFileAtomic(path, png);
     }
     cv::Mat toEncode = image;

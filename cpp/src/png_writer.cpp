@@ -5,14 +5,19 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
+
+#include <isa-l/igzip_lib.h>
 
 namespace fundus {
 
 namespace {
 
 constexpr std::size_t kIdatBytes = 1 << 20;  // runtime/png_writer.py IDAT_BYTES
+constexpr int kDeflateLevel = 1;             // runtime/png_writer.py DEFLATE_LEVEL (ISA-L levels 0-3)
+constexpr std::uint32_t kLevelBufBytes = ISAL_DEF_LVL1_DEFAULT;
 constexpr unsigned char kSignature[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 int colourType(int channels) {
@@ -40,17 +45,24 @@ void encodeStripe(const cv::Mat& image, int begin, int end, bool last, Stripe& o
     }
     out.length = filtered.size();
     out.adler = adler32(adler32(0L, Z_NULL, 0), filtered.data(), uInt(filtered.size()));
-    z_stream zs{};
-    if (deflateInit2(&zs, 1, Z_DEFLATED, -15, 8, Z_RLE) != Z_OK) return;
-    out.deflated.resize(deflateBound(&zs, uLong(filtered.size())) + 64);
+    // raw deflate, at most the stored-block size (5 header bytes per 64 KiB) plus ISA-L's own slack
+    out.deflated.resize(filtered.size() + filtered.size() / 16 + 1024);
+    std::unique_ptr<std::uint8_t[]> levelBuf(new std::uint8_t[kLevelBufBytes]);
+    isal_zstream zs;
+    isal_deflate_init(&zs);
+    zs.level = kDeflateLevel;
+    zs.level_buf = levelBuf.get();
+    zs.level_buf_size = kLevelBufBytes;
+    zs.flush = last ? NO_FLUSH : FULL_FLUSH;
+    zs.end_of_stream = last ? 1 : 0;
     zs.next_in = filtered.data();
-    zs.avail_in = uInt(filtered.size());
-    zs.next_out = reinterpret_cast<Bytef*>(&out.deflated[0]);
-    zs.avail_out = uInt(out.deflated.size());
-    const int result = deflate(&zs, last ? Z_FINISH : Z_FULL_FLUSH);
-    out.ok = last ? result == Z_STREAM_END : (result == Z_OK && zs.avail_in == 0);
+    zs.avail_in = std::uint32_t(filtered.size());
+    zs.next_out = reinterpret_cast<std::uint8_t*>(&out.deflated[0]);
+    zs.avail_out = std::uint32_t(out.deflated.size());
+    const int result = isal_deflate(&zs);
+    const bool done = last ? zs.internal_state.state == ZSTATE_END : zs.avail_in == 0;
+    out.ok = result == COMP_OK && done && zs.avail_out > 0;
     out.deflated.resize(out.deflated.size() - zs.avail_out);
-    deflateEnd(&zs);
 }
 
 void putUint32(std::string& out, std::uint32_t v) {
@@ -75,23 +87,30 @@ int usableCpus() {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
-bool wantsParallelPng(const cv::Mat& image) {
+bool pngEncodable(const cv::Mat& image) {
     const int channels = image.channels();
-    const bool large = (long long)image.rows * image.cols >= kParallelPngMinPixels;
-    return image.depth() == CV_8U && (channels == 1 || channels == 3 || channels == 4) && large && usableCpus() > 1;
+    return image.depth() == CV_8U && (channels == 1 || channels == 3 || channels == 4);
+}
+
+int defaultPngWorkers(const cv::Mat& image) {
+    return (long long)image.rows * image.cols >= kParallelPngMinPixels ? usableCpus() : 1;
 }
 
 std::string encodePng(const cv::Mat& image, int workers) {
-    const int stripes = std::max(1, std::min(workers > 0 ? workers : usableCpus(), image.rows));
+    const int stripes = std::max(1, std::min(workers > 0 ? workers : defaultPngWorkers(image), image.rows));
     std::vector<Stripe> parts(stripes);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < stripes; ++i) {
-        // the same row bounds as numpy.linspace(0, rows, stripes + 1).astype(int)
-        const int begin = int(double(image.rows) * i / stripes);
-        const int end = i + 1 == stripes ? image.rows : int(double(image.rows) * (i + 1) / stripes);
-        threads.emplace_back(encodeStripe, std::cref(image), begin, end, i + 1 == stripes, std::ref(parts[i]));
+    if (stripes == 1) {
+        encodeStripe(image, 0, image.rows, true, parts[0]);
+    } else {
+        std::vector<std::thread> threads;
+        for (int i = 0; i < stripes; ++i) {
+            // the same row bounds as numpy.linspace(0, rows, stripes + 1).astype(int)
+            const int begin = int(double(image.rows) * i / stripes);
+            const int end = i + 1 == stripes ? image.rows : int(double(image.rows) * (i + 1) / stripes);
+            threads.emplace_back(encodeStripe, std::cref(image), begin, end, i + 1 == stripes, std::ref(parts[i]));
+        }
+        for (std::thread& t : threads) t.join();
     }
-    for (std::thread& t : threads) t.join();
     std::string stream("\x78\x01", 2);
     uLong adler = parts[0].adler;
     for (int i = 0; i < stripes; ++i) {

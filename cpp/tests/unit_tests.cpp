@@ -254,7 +254,7 @@ void testResultsCsv() {
           "y,failed,bad,,,,,,\n");
 }
 
-// Parallel PNG stripes decode to the same pixels (any stripe count, gray/RGB/RGBA, odd sizes).
+// ISA-L PNG stripes decode to the same pixels (any stripe count, gray/RGB/RGBA, odd sizes, random data).
 void testParallelPng() {
     cv::RNG rng(7);
     for (const cv::Size size : {cv::Size(1, 1), cv::Size(9, 1), cv::Size(37, 50), cv::Size(203, 301)}) {
@@ -272,8 +272,10 @@ void testParallelPng() {
             }
         }
     }
-    CHECK(!fundus::wantsParallelPng(cv::Mat(100, 100, CV_8UC3)));
-    CHECK(!fundus::wantsParallelPng(cv::Mat(2000, 1000, CV_16UC1)));
+    CHECK(fundus::pngEncodable(cv::Mat(100, 100, CV_8UC3)) && !fundus::pngEncodable(cv::Mat(20, 10, CV_16UC1)));
+    CHECK(!fundus::pngEncodable(cv::Mat(20, 10, CV_8UC2)));
+    CHECK(fundus::defaultPngWorkers(cv::Mat(100, 100, CV_8UC3)) == 1);
+    CHECK(fundus::defaultPngWorkers(cv::Mat(2000, 1000, CV_8UC1)) == fundus::usableCpus());
 }
 
 int main() {

@@ -1,6 +1,6 @@
-// PNG encoding of large 8-bit images in parallel stripes (runtime/png_writer.py): Sub filter on every
-// row, deflate level 1 with the run-length strategy, each stripe of rows compressed by its own thread
-// and ended by a full flush, so the file holds one ordinary zlib stream that every reader decodes.
+// PNG encoding of 8-bit images with ISA-L's deflate, large ones in parallel stripes (runtime/png_writer.py):
+// Sub filter on every row, ISA-L level 1, each stripe of rows compressed by its own thread and ended by
+// a full flush, so the file holds one ordinary zlib stream that every reader decodes.
 #pragma once
 
 #include <string>
@@ -9,15 +9,17 @@
 
 namespace fundus {
 
-// Below this many pixels one stream is as fast: OpenCV encodes it (runtime/png_writer.py PARALLEL_MIN_PIXELS).
+// Below this many pixels one stream is as fast (runtime/png_writer.py PARALLEL_MIN_PIXELS).
 constexpr long long kParallelPngMinPixels = 2000000;
 
 // The CPUs this process may run on.
 int usableCpus();
-// Whether encodePng pays for `image`: CV_8U with 1, 3 or 4 channels, large, and more than one CPU.
-bool wantsParallelPng(const cv::Mat& image);
+// Whether encodePng writes `image`: CV_8U with 1, 3 or 4 channels.
+bool pngEncodable(const cv::Mat& image);
+// Stripes encodePng uses by default: every usable CPU for kParallelPngMinPixels or more, else 1.
+int defaultPngWorkers(const cv::Mat& image);
 // PNG bytes of a CV_8U gray, RGB or RGBA image (channels in PNG order), compressed by `workers`
-// threads in as many stripes (0: the usable CPUs). Empty on a zlib failure.
+// threads in as many stripes (0: defaultPngWorkers). Empty on a deflate failure.
 std::string encodePng(const cv::Mat& image, int workers = 0);
 
 }  // namespace fundus
