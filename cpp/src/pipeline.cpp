@@ -106,22 +106,13 @@ Result<Segmentation> segmentImage(const cv::Mat& imageRgb, const Bundle& bundle,
     seg.probability = resampleBack(*probability, imageRgb.size());
     const auto inferred = Clock::now();
 
-    seg.mask = cv::Mat::zeros(imageRgb.size(), CV_8UC1);
-    const float t = float(threshold);
-    long long vessels = 0, inside = 0;
-    for (int y = 0; y < seg.mask.rows; ++y) {
-        const auto* p = seg.probability.ptr<float>(y);
-        const auto* f = seg.fov.ptr<std::uint8_t>(y);
-        auto* m = seg.mask.ptr<std::uint8_t>(y);
-        for (int x = 0; x < seg.mask.cols; ++x) {
-            if (!f[x]) continue;
-            ++inside;
-            if (p[x] >= t) {
-                m[x] = 255;
-                ++vessels;
-            }
-        }
-    }
+    // vessel where probability >= threshold inside the FOV (vectorised OpenCV passes, not a pixel loop)
+    cv::compare(seg.probability, double(float(threshold)), seg.mask, cv::CMP_GE);  // float32 p >= float32 t
+    cv::Mat outside;
+    cv::compare(seg.fov, 0, outside, cv::CMP_EQ);
+    seg.mask.setTo(0, outside);
+    const long long inside = (long long)seg.fov.total() - cv::countNonZero(outside);
+    const long long vessels = cv::countNonZero(seg.mask);
     seg.fovPixels = int(inside);
     seg.vesselFraction = inside ? double(vessels) / double(inside) : 0.0;
     seg.preprocessSeconds = seconds(start, prepared);
@@ -147,17 +138,12 @@ cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask) {
         out = u8->clone();
     }
     // runtime/pictures.py overlay_rgb: the ring of pixels next to a vessel, not vessel themselves
-    cv::Mat grown;
+    cv::Mat grown, vessel, ring;
     cv::dilate(mask, grown, cv::Mat::ones(3, 3, CV_8U));
-    for (int y = 0; y < out.rows; ++y) {
-        const auto* m = mask.ptr<std::uint8_t>(y);
-        const auto* g = grown.ptr<std::uint8_t>(y);
-        auto* px = out.ptr<cv::Vec3b>(y);
-        for (int x = 0; x < out.cols; ++x) {
-            if (m[x] || !g[x]) continue;
-            for (int c = 0; c < 3; ++c) px[x][c] = std::uint8_t(kOutlineRgb[c]);
-        }
-    }
+    cv::compare(mask, 0, vessel, cv::CMP_NE);
+    cv::compare(grown, 0, ring, cv::CMP_NE);
+    ring.setTo(0, vessel);
+    out.setTo(cv::Scalar(kOutlineRgb[0], kOutlineRgb[1], kOutlineRgb[2]), ring);
     return out;
 }
 

@@ -44,7 +44,7 @@ void encodeStripe(const cv::Mat& image, int begin, int end, bool last, Stripe& o
         for (int i = step; i < rowBytes; ++i) *dst++ = static_cast<unsigned char>(row[i] - row[i - step]);
     }
     out.length = filtered.size();
-    out.adler = adler32(adler32(0L, Z_NULL, 0), filtered.data(), uInt(filtered.size()));
+    out.adler = isal_adler32(1, filtered.data(), filtered.size());  // Adler-32 starts at 1
     // raw deflate, at most the stored-block size (5 header bytes per 64 KiB) plus ISA-L's own slack
     out.deflated.resize(filtered.size() + filtered.size() / 16 + 1024);
     std::unique_ptr<std::uint8_t[]> levelBuf(new std::uint8_t[kLevelBufBytes]);

@@ -40,15 +40,13 @@ double fovDiameter(const cv::Mat& fov) {
     int top = -1, bottom = -1, left = fov.cols, right = -1;
     long long inside = 0;
     for (int y = 0; y < fov.rows; ++y) {
+        const int count = cv::countNonZero(fov.row(y));
+        if (count == 0) continue;
+        inside += count;
         const auto* row = fov.ptr<std::uint8_t>(y);
-        int first = -1, last = -1;
-        for (int x = 0; x < fov.cols; ++x) {
-            if (!row[x]) continue;
-            if (first < 0) first = x;
-            last = x;
-            ++inside;
-        }
-        if (first < 0) continue;
+        int first = 0, last = fov.cols - 1;  // the row holds a non-zero pixel: both scans stop
+        while (!row[first]) ++first;
+        while (!row[last]) --last;
         if (top < 0) top = y;
         bottom = y;
         left = std::min(left, first);
