@@ -133,7 +133,6 @@ def test_a_limit_changed_in_the_file_changes_the_rule(tiny_bundle: Path, tmp_pat
     assert load_bundle(root).tile == 4096
 
 
-def test_cpp_build_embeds_the_same_bytes(cpp_binary: Path) -> None:
-    header = cpp_binary.parent / "generated" / "fundus" / "bundle_rules.h"
-    embedded = re.search(r'R"fundus_json\((.*)\)fundus_json"', header.read_text(encoding="utf-8"), re.S)
-    assert embedded and embedded.group(1) == RULES_FILE.read_text(encoding="utf-8")
+def test_cpp_binary_embeds_the_same_bytes(cpp_binary: Path) -> None:
+    """The binary (a build tree's or an installed, stripped one) carries this file's bytes, whole."""
+    assert RULES_FILE.read_bytes() in cpp_binary.read_bytes()

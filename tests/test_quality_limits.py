@@ -37,7 +37,6 @@ def test_no_limit_is_written_in_the_code() -> None:
     assert "kQualityLimitsJson" in cpp
 
 
-def test_cpp_build_embeds_the_same_bytes(cpp_binary: Path) -> None:
-    header = cpp_binary.parent / "generated" / "fundus" / "quality_limits.h"
-    embedded = re.search(r'R"fundus_json\((.*)\)fundus_json"', header.read_text(encoding="utf-8"), re.S)
-    assert embedded and embedded.group(1) == LIMITS.read_text(encoding="utf-8")
+def test_cpp_binary_embeds_the_same_bytes(cpp_binary: Path) -> None:
+    """The binary (a build tree's or an installed, stripped one) carries this file's bytes, whole."""
+    assert LIMITS.read_bytes() in cpp_binary.read_bytes()
