@@ -27,14 +27,21 @@ LEGEND_RGB = (235, 235, 235)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def photo_rgb(photo: np.ndarray) -> np.ndarray:
-    """The photograph as 8-bit RGB (gray repeated, alpha dropped), a new array."""
+def rgb_view(photo: np.ndarray) -> np.ndarray:
+    """The photograph as 8-bit RGB (gray repeated, alpha dropped), ``photo`` itself when it already is:
+    for reading only (:func:`photo_rgb` is the copy to draw on)."""
     image = to_uint8(photo)
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     if image.shape[2] >= 3:
         return np.ascontiguousarray(image[:, :, :3])
     return np.repeat(image[:, :, :1], 3, axis=2)
+
+
+def photo_rgb(photo: np.ndarray) -> np.ndarray:
+    """The photograph as 8-bit RGB (gray repeated, alpha dropped): a new array, never a view of ``photo``."""
+    rgb = rgb_view(photo)
+    return rgb.copy() if np.shares_memory(rgb, photo) else rgb
 
 
 def outline(mask: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from fundus_vessels.runtime.fov import fov_from_image
-from fundus_vessels.runtime.pictures import photo_rgb
+from fundus_vessels.runtime.pictures import rgb_view
 from fundus_vessels.runtime.scale import ScaleDecision
 
 QUALITY_MODES = ("flag", "refuse", "off")
@@ -280,7 +280,7 @@ def _patch_measures(green: np.ndarray, centre: tuple[float, float], radius: floa
 
 def image_measures(image: np.ndarray) -> dict[str, float]:
     """Every pre-segmentation measure of an RGB(A) or gray photograph (see the module docstring)."""
-    rgb = photo_rgb(image)  # 8-bit RGB: gray repeated, alpha dropped (as the overlay draws it)
+    rgb = rgb_view(image)  # 8-bit RGB: gray repeated, alpha dropped (as the overlay draws it); read only
     height, width = rgb.shape[:2]
     scale = WORK_SIDE / max(height, width)
     small = _resize(rgb, *_scaled_size(height, width, scale))

@@ -29,6 +29,7 @@ from fundus_vessels.runtime.results_table import (
     summary_rows,
     write_rows,
 )
+from fundus_vessels.runtime.synthetic import make_synthetic_fundus
 
 
 def test_measure_columns_are_the_analysis_figures() -> None:
@@ -116,6 +117,16 @@ def test_overlay_outlines_and_keeps_vessel_pixels() -> None:
     assert (out[mask] == 120).all()  # the vessel itself is not painted over
     assert (out[5:15, 8] == OUTLINE_RGB).all() and (out[5:15, 11] == OUTLINE_RGB).all()
     assert (out[0, 0] == 120).all()
+    assert (photo == 120).all()  # drawn on a copy: the caller's photograph is untouched
+
+
+def test_saving_a_result_leaves_the_photograph_as_it_was(tmp_path: Path) -> None:
+    photo = make_synthetic_fundus(160, 192, seed=3).image_rgb
+    before = photo.copy()
+    result = Segmenter(threads=1).segment(photo)
+    result.save(tmp_path)
+    np.testing.assert_array_equal(photo, before)
+    np.testing.assert_array_equal(result.photo, before)
 
 
 def test_api_takes_a_path_and_gives_the_cli_row(infer_run: Path, tmp_path: Path) -> None:

@@ -373,11 +373,11 @@ double Quality::measure(const std::string& name) const {
 Result<Quality> assessImage(const cv::Mat& imageRgb) {
     auto u8 = toUint8(imageRgb);
     if (!u8) return u8.status();
-    cv::Mat rgb;
-    if (u8->channels() >= 3) {
-        cv::Mat planes[4];
-        cv::split(*u8, planes);
-        cv::merge(planes, 3, rgb);
+    cv::Mat rgb;  // read only: the photograph itself when it is 8-bit RGB (runtime/pictures.py rgb_view)
+    if (u8->channels() == 3) {
+        rgb = *u8;
+    } else if (u8->channels() == 4) {
+        cv::cvtColor(*u8, rgb, cv::COLOR_RGBA2RGB);
     } else {
         cv::Mat first;
         cv::extractChannel(*u8, first, 0);
