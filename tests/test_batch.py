@@ -142,6 +142,34 @@ def test_measure_of_a_dicom_matches_fundus_infer(local_ray, tmp_path: Path) -> N
     assert batch_entry["measurements"]["pixel_size_um"] == 8.0
 
 
+def test_a_measuring_failure_is_a_row_and_the_batch_goes_on(local_ray, tmp_path: Path) -> None:
+    """An empty FOV cannot be measured in degrees: fundus-infer records a failure per image and goes on; so does
+    fundus-batch (its actor raised, and the batch stopped with a Ray traceback and no table)."""
+    pytest.importorskip("skan", reason="the 'measure' extra is not installed")
+    import numpy as np
+
+    from fundus_vessels.runtime.imageio import write_image
+    from fundus_vessels.runtime.synthetic import make_synthetic_fundus
+
+    images = [tmp_path / "in" / f"eye{i}.png" for i in range(2)]
+    images[0].parent.mkdir()
+    for seed, path in enumerate(images):
+        write_image(path, make_synthetic_fundus(200, 220, seed=seed).image_rgb)
+    zero = tmp_path / "zero.png"  # a FOV mask file of the same size, empty
+    write_image(zero, np.zeros((200, 220), np.uint8))
+    common = [str(tmp_path / "in"), "--quiet", "--measure", "--camera-fov-deg", "45", "--fov", str(zero)]
+    assert infer_main([*common, "-o", str(tmp_path / "infer"), "--threads", "1"]) == 1
+    assert batch_main([*common, "-o", str(tmp_path / "batch"), "--workers", "1"]) == 1
+
+    def rows(out: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in read_results(out / "results.csv")]
+
+    batch_rows = rows(tmp_path / "batch")
+    assert [(r["status"], r["reason"]) for r in batch_rows] == [("failed", "fundus-measure: the FOV mask is empty")] * 2
+    assert batch_rows == rows(tmp_path / "infer")
+    assert all((tmp_path / "batch" / f"{p.stem}_mask.png").is_file() for p in images)  # segmented all the same
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_restart_gives_the_uninterrupted_table(local_ray, tmp_path: Path) -> None:
     images = write_synthetic_images(tmp_path / "in", count=8, height=420, width=400)
