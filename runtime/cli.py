@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fundus_vessels.runtime import lock
+from fundus_vessels.runtime.allocator import keep_freed_image_memory
 from fundus_vessels.runtime.cli_common import new_parser
 from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.imageio import write_json
@@ -97,6 +98,7 @@ def _main(argv: list[str] | None) -> int:
         from fundus_vessels.runtime.selftest import command
 
         return command(args.model, args.output_dir, args.threads, PROG)
+    keep_freed_image_memory()
     try:
         settings = setup(args)
         held = lock.acquire(args.output_dir, PROG)

@@ -1,6 +1,7 @@
 // fundus-infer (C++): segment retinal vessels in fundus photographs with a model bundle.
 // Mirrors the Python runtime/cli.py (outputs, summary.json, exit codes); cpp/README.md lists the
 // supported subset.
+#include <malloc.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -401,9 +402,20 @@ int runBatch(const fundus::CliArgs& args) {
     return exitStatus;
 }
 
+// Freed image buffers stay in the process (runtime/allocator.py, the same values): glibc would hand them back
+// to the kernel and fault them in again, zeroed, for the next photograph (kernel time 17 -> 9 % of the CPU
+// samples on eight 3504x2336 photographs, 13 % fewer samples in all); peak resident memory is unchanged.
+void keepFreedImageMemory() {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // blocks below 32 MB from the heap (glibc's upper limit for this setting)
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);   // bytes free at the heap's top before any goes back to the kernel
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    keepFreedImageMemory();
     auto args = fundus::parseArgs(argc, argv);
     if (!args) {
         // one line per problem, like every other error; the 25-line usage only on --help

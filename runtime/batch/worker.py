@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fundus_vessels.runtime.allocator import keep_freed_image_memory
 from fundus_vessels.runtime.batch.table import is_done, output_hashes
 from fundus_vessels.runtime.bundle import sha256_file
 from fundus_vessels.runtime.entries import ImageEntry
@@ -102,6 +103,7 @@ class SegmentWorker:
 
     def __init__(self, args: argparse.Namespace, settings_sha256: str, driver: tuple[str, int] | None = None) -> None:
         cv2.setNumThreads(max(1, int(args.threads or 1)))  # OpenCV (CLAHE, PNG) within the actor's CPUs
+        keep_freed_image_memory()  # the actor is a process of its own, segmenting one photograph after another
         exit_with_driver(driver)
         self.args = args
         self.settings = settings_sha256
