@@ -1,7 +1,8 @@
 """fundus-infer end to end (read -> written mask, prob, overlay PNGs), each speed lever side by side.
 
     python scripts/speed_levers.py --images DRIVE/test/images BIG.jpg [--base-python PATH] [--base-cpp BIN]
-        [--cpp-opencv [LABEL=]BIN ...] [--only TEXT ...] [--big-copies N] [--rounds 3] [--out levers.json]
+        [--python-at [LABEL=]PYTHONPATH ...] [--cpp-opencv [LABEL=]BIN ...] [--only TEXT ...]
+        [--big-copies N] [--rounds 3] [--out levers.json]
 
 Every configuration runs as its own fundus-infer process on the same images, in turn, for
 ``--rounds`` rounds (this VM's speed drifts within minutes); a configuration's figure is the median
@@ -11,10 +12,11 @@ copies of it at the end, as a camera's export folder holds photographs of one si
 is the figure above (the model's first pass at that size), the median of the others goes into
 ``big_same_size``. Ratios are against the first configuration of the same runtime (the code
 before, when ``--base-python`` / ``--base-cpp`` name it: a PYTHONPATH holding that checkout's
-``fundus_vessels`` and its binary). ``--cpp-opencv [LABEL=]BIN`` adds a C++ binary built against
-another OpenCV (``cmake -DOpenCV_DIR=...``), named by LABEL (default: "default", this checkout's)
-and the OpenCV version its ``--version`` prints; ``--only`` keeps the configurations whose name
-contains one of the texts given. A development tool, not a test.
+``fundus_vessels`` and its binary). ``--python-at [LABEL=]PYTHONPATH`` adds the Python runtime of
+another checkout (a PYTHONPATH as for ``--base-python``); ``--cpp-opencv [LABEL=]BIN`` adds a
+C++ binary built against another OpenCV (``cmake -DOpenCV_DIR=...``), named by LABEL (default:
+"default", this checkout's) and the OpenCV version its ``--version`` prints; ``--only`` keeps the
+configurations whose name contains one of the texts given. A development tool, not a test.
 """
 
 from __future__ import annotations
@@ -42,7 +44,17 @@ def configurations(args: argparse.Namespace, tiles: Path) -> list[dict]:
     cpp = [str(REPO / "build" / "fundus-infer")]
     configs = []
     if args.base_python:
-        configs.append({"name": "Python, the code before (--base-python)", "runtime": "py", "cmd": py, "base": True})
+        configs.append(
+            {
+                "name": "Python, the code before (--base-python)",
+                "runtime": "py",
+                "cmd": py,
+                "pythonpath": args.base_python,
+            }
+        )
+    for given in args.python_at:
+        label, _, path = given.rpartition("=")
+        configs.append({"name": f"Python {label or path}", "runtime": "py", "cmd": py, "pythonpath": path})
     configs += [
         {
             "name": "Python + parallel PNG (ORT, tiles)",
@@ -76,11 +88,11 @@ def opencv_version(binary: Path) -> str:
     return line.rsplit("OpenCV ", 1)[-1].split()[0].rstrip(";")
 
 
-def run_once(config: dict, images: list[str], base_python: str | None, big: int) -> tuple[list[float], list[float]]:
+def run_once(config: dict, images: list[str], big: int) -> tuple[list[float], list[float]]:
     """One fundus-infer process: per-image seconds of the DRIVE photographs and of the ``big`` last ones."""
     env = dict(os.environ)
-    if config.get("base"):
-        env["PYTHONPATH"] = base_python or ""
+    if config.get("pythonpath"):
+        env["PYTHONPATH"] = config["pythonpath"]
     with tempfile.TemporaryDirectory() as out:
         done = subprocess.run([*config["cmd"], *images, "-o", out, "--quiet"], env=env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -95,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", nargs="+", required=True, help="a folder of DRIVE-size photographs, then BIG")
     parser.add_argument("--base-python", help="PYTHONPATH of the code before (its fundus_vessels namespace)")
     parser.add_argument("--base-cpp", type=Path, help="fundus-infer binary built from the code before")
+    parser.add_argument(
+        "--python-at", nargs="*", default=[], metavar="[LABEL=]PYTHONPATH", help="Python runs of other checkouts"
+    )
     parser.add_argument(
         "--cpp-opencv", nargs="*", default=[], metavar="[LABEL=]BIN", help="C++ binaries built on other OpenCVs"
     )
@@ -116,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_index in range(args.rounds):
             for c in configs:
                 print(f"round {round_index + 1}/{args.rounds}: {c['name']}", file=sys.stderr, flush=True)
-                drive, bigs = run_once(c, images, args.base_python, args.big_copies)
+                drive, bigs = run_once(c, images, args.big_copies)
                 c["drive"] += drive
                 c["big"].append(bigs[0])
                 c["big_same_size"] += bigs[1:]
