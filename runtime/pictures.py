@@ -46,9 +46,9 @@ def photo_rgb(photo: np.ndarray) -> np.ndarray:
 
 def outline(mask: np.ndarray) -> np.ndarray:
     """Pixels next to a vessel (3x3 neighbourhood) that are not vessel themselves."""
-    vessels = mask.astype(np.uint8)
+    vessels = mask.view(np.uint8) if mask.dtype == bool else (mask != 0).view(np.uint8)  # 0/1, no copy of a bool mask
     grown = cv2.dilate(vessels, np.ones((3, 3), np.uint8))
-    return (grown > 0) & ~mask.astype(bool)
+    return grown > vessels  # the dilation covers every vessel pixel: larger only on the ring
 
 
 def overlay_rgb(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
