@@ -14,7 +14,7 @@ from pathlib import Path
 from fundus_vessels.calib.check import CalibrationError
 from fundus_vessels.calib.targets import DEFAULT_METHODS, METHOD_NAMES, TARGET_PRECISION, TARGETS
 from fundus_vessels.runtime.bundle import BundleError, load_bundle
-from fundus_vessels.runtime.cli_common import VersionAction, new_parser, subparser_options
+from fundus_vessels.runtime.cli_common import VersionAction, add_subcommand, new_parser
 from fundus_vessels.runtime.datasets import DATASETS
 from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import run_with_extra
@@ -92,9 +92,7 @@ def add_command(sub, name: str, help: str, examples: list[str], exit_codes: dict
     Unlike ``fundus-export``'s stages, each has ``--version`` too: ``fundus-calib --bundle B --version`` and
     ``fundus-calib report --version`` printed the versions before the subcommands, and still do.
     """
-    parser = sub.add_parser(
-        name, help=help, **subparser_options(help, [f"{PROG} {name} {e}" for e in examples], exit_codes)
-    )
+    parser = add_subcommand(sub, PROG, name, help, examples, exit_codes)
     parser.add_argument("--version", action=VersionAction)
     return parser
 

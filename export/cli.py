@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fundus_vessels.export.errors import ExportError
 from fundus_vessels.runtime.bundle import BundleError
-from fundus_vessels.runtime.cli_common import add_output_argument, new_parser, subparser_options
+from fundus_vessels.runtime.cli_common import add_output_argument, add_subcommand, new_parser
 from fundus_vessels.runtime.exit_status import ExitStatus
 from fundus_vessels.runtime.extras import run_with_extra
 
@@ -110,9 +110,7 @@ STAGE_EXIT_CODES = {ExitStatus.OK: "done", ExitStatus.USAGE: "usage, bundle or e
 
 def add_stage(sub, name: str, help: str, examples: list[str], exit_codes: dict[int, str] = STAGE_EXIT_CODES):
     """One subcommand that follows the convention (``fundus-export NAME --help`` has its examples)."""
-    return sub.add_parser(
-        name, help=help, **subparser_options(help, [f"fundus-export {name} {e}" for e in examples], exit_codes)
-    )
+    return add_subcommand(sub, "fundus-export", name, help, examples, exit_codes)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

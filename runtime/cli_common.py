@@ -16,7 +16,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["HelpFormatter", "add_output_argument", "new_parser", "subparser_options", "version_text"]
+__all__ = ["HelpFormatter", "add_output_argument", "add_subcommand", "new_parser", "subparser_options", "version_text"]
 
 PACKAGE = "fundus-vessels"
 # older spellings of -o/--output, accepted everywhere and left out of --help
@@ -110,6 +110,16 @@ def subparser_options(description: str, examples: list[str], exit_codes: dict[in
         "formatter_class": HelpFormatter,
         "allow_abbrev": False,
     }
+
+
+def add_subcommand(
+    sub: argparse._SubParsersAction, prog: str, name: str, help: str, examples: list[str], exit_codes: dict[int, str]
+) -> argparse.ArgumentParser:
+    """One subcommand of ``prog`` that follows the convention: ``PROG NAME --help`` shows ``help``, the examples
+    (each given without the ``PROG NAME`` prefix) and the exit codes."""
+    return sub.add_parser(
+        name, help=help, **subparser_options(help, [f"{prog} {name} {e}" for e in examples], exit_codes)
+    )
 
 
 def new_parser(prog: str, description: str, examples: list[str], exit_codes: dict[int, str]) -> argparse.ArgumentParser:
