@@ -2,7 +2,7 @@
 # The shipped C++ fundus-infer: one archive holding bin/fundus-infer, linked statically against OpenCV 5.1
 # (the DNN engine the Python runtime runs; Debian's 4.6 takes about 1.8x as long, docs/benchmark.md), and the
 # shipped bundles in share/fundus-vessels/models. The binary needs only the C/C++ runtime and the system's
-# libjpeg, libpng, libtiff and zlib. CI builds against Debian's OpenCV 4.6 for correctness; this is the
+# libjpeg, libpng, libtiff, zlib and ISA-L. CI builds against Debian's OpenCV 4.6 for correctness; this is the
 # build that ships.
 #
 # Usage: scripts/build_release.sh [OUTDIR]                  (default: dist/)
@@ -49,6 +49,7 @@ name="fundus-infer-$number-linux-$(uname -m)"
 mv "$stage" "$work/$name"
 tar -C "$work" -czf "$work/$name.tar.gz" "$name"
 (cd "$work" && sha256sum "$name.tar.gz" >"$name.tar.gz.sha256")
-mv "$work/$name.tar.gz" "$out/$name.tar.gz.tmp" && mv "$out/$name.tar.gz.tmp" "$out/$name.tar.gz"
-mv "$work/$name.tar.gz.sha256" "$out/$name.tar.gz.sha256.tmp" && mv "$out/$name.tar.gz.sha256.tmp" "$out/$name.tar.gz.sha256"
+for file in "$name.tar.gz" "$name.tar.gz.sha256"; do  # atomically: a temporary beside the target, then a rename
+  mv "$work/$file" "$out/$file.tmp" && mv "$out/$file.tmp" "$out/$file"
+done
 echo "wrote $out/$name.tar.gz"

@@ -138,11 +138,9 @@ cv::Mat overlayImage(const cv::Mat& imageRgb, const cv::Mat& mask) {
         out = u8->clone();
     }
     // runtime/pictures.py overlay_rgb: the ring of pixels next to a vessel, not vessel themselves
-    cv::Mat grown, vessel, ring;
+    cv::Mat grown, ring;
     cv::dilate(mask, grown, cv::Mat::ones(3, 3, CV_8U));
-    cv::compare(mask, 0, vessel, cv::CMP_NE);
-    cv::compare(grown, 0, ring, cv::CMP_NE);
-    ring.setTo(0, vessel);
+    cv::compare(grown, mask, ring, cv::CMP_GT);  // the dilation covers every vessel pixel: larger only on the ring
     out.setTo(cv::Scalar(kOutlineRgb[0], kOutlineRgb[1], kOutlineRgb[2]), ring);
     return out;
 }

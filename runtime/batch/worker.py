@@ -126,16 +126,17 @@ class SegmentWorker:
         entry, failure = segment_job(job, self.run)
         if failure is not None:
             return failed_row(task, sha, self.settings, failure.error)
-        tables = None
+        tables, unmeasured = None, None
         if self.args.measure and not entry.refused:
             try:
                 tables = self.measure(entry, out_dir)
             except (ValueError, OSError) as exc:  # as fundus-infer: segmented, and a failure saying why not measured
                 from fundus_vessels.runtime.measure.recorder import PROG as MEASURE_PROG
 
-                row = entry_row(task, entry, sha, self.settings, out_dir)
-                return row | {"status": "failed", "reason": f"{MEASURE_PROG}: {exc}"}
+                unmeasured = f"{MEASURE_PROG}: {exc}"
         row = entry_row(task, entry, sha, self.settings, out_dir)
+        if unmeasured is not None:
+            return row | {"status": "failed", "reason": unmeasured}
         if tables is not None:
             figures = entry.measurements or {}
             row |= {f"measure.{k}": v if isinstance(v, (int, float, str)) else str(v) for k, v in figures.items()}
